@@ -1,0 +1,1 @@
+"""Model compression: structured pruning and int8 quantization of toolkit checkpoints."""

@@ -1,0 +1,15 @@
+"""Models: the standalone :class:`ShuffleNetV2`, the weight-sharing :class:`Supernet`, costs."""
+
+from nas.models._blocks import ShuffleUnit, channel_shuffle
+from nas.models._cost import count_flops, count_params
+from nas.models._shufflenetv2 import ShuffleNetV2
+from nas.models._supernet import Supernet
+
+__all__ = [
+    "ShuffleNetV2",
+    "ShuffleUnit",
+    "Supernet",
+    "channel_shuffle",
+    "count_flops",
+    "count_params",
+]

@@ -1,0 +1,85 @@
+"""The ShuffleNet V2 unit with a configurable split ratio and depthwise kernel."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from nas._errors import ConfigError
+from nas.arch import split_channels
+
+
+def channel_shuffle(x: Tensor, groups: int = 2) -> Tensor:
+    """Interleave ``groups`` equal channel groups (ShuffleNet's channel shuffle)."""
+    n, c, h, w = x.shape
+    return x.view(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+def depthwise_conv(channels: int, kernel_size: int, stride: int) -> nn.Conv2d:
+    return nn.Conv2d(
+        channels, channels, kernel_size, stride, kernel_size // 2, groups=channels, bias=False
+    )
+
+
+def pointwise_conv(in_channels: int, out_channels: int) -> nn.Conv2d:
+    return nn.Conv2d(in_channels, out_channels, 1, 1, 0, bias=False)
+
+
+class ShuffleUnit(nn.Module):
+    """ShuffleNet V2 unit; at ``split_ratio=0.5, kernel_size=3`` exactly torchvision's
+    ``InvertedResidual`` (same layers, same parameter names).
+
+    Stride 1 (``in == out == c``): the first ``c - b`` channels pass through, the last
+    ``b = round(split_ratio * c)`` go through ``branch2`` (1x1, depthwise kxk, 1x1).
+    Stride 2: ``branch1`` (depthwise kxk stride 2, 1x1) makes ``out - b`` channels and
+    ``branch2`` makes ``b = round(split_ratio * out)``. Then concat and a 2-group shuffle.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        split_ratio: float = 0.5,
+        kernel_size: int = 3,
+    ) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ConfigError(f"stride must be 1 or 2, got {stride}")
+        if stride == 1 and in_channels != out_channels:
+            raise ConfigError(
+                f"a stride-1 unit needs in == out channels, got {in_channels} -> {out_channels}"
+            )
+        if out_channels % 2:
+            raise ConfigError(f"out_channels must be even for the shuffle, got {out_channels}")
+        self.stride = stride
+        other, branch = split_channels(out_channels, split_ratio)
+        self.passthrough = other if stride == 1 else 0
+        if stride == 2:
+            self.branch1 = nn.Sequential(
+                depthwise_conv(in_channels, kernel_size, stride),
+                nn.BatchNorm2d(in_channels),
+                pointwise_conv(in_channels, other),
+                nn.BatchNorm2d(other),
+                nn.ReLU(inplace=True),
+            )
+        else:
+            self.branch1 = nn.Sequential()
+        self.branch2 = nn.Sequential(
+            pointwise_conv(in_channels if stride == 2 else branch, branch),
+            nn.BatchNorm2d(branch),
+            nn.ReLU(inplace=True),
+            depthwise_conv(branch, kernel_size, stride),
+            nn.BatchNorm2d(branch),
+            pointwise_conv(branch, branch),
+            nn.BatchNorm2d(branch),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride == 1:
+            keep = self.passthrough
+            out = torch.cat((x[:, :keep], self.branch2(x[:, keep:])), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return channel_shuffle(out, 2)

@@ -1,0 +1,1 @@
+"""Reports: Pareto fronts, tables and baselines per hardware target."""

@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import search_spaces
+from nas import ArchConfig, ConfigError, ShuffleNetV2, Supernet, load_space
+
+from .conftest import randomize_bn
+
+SPACES = search_spaces.available()
+
+
+@pytest.fixture(scope="module", params=SPACES)
+def supernet(request):
+    torch.manual_seed(0)
+    net = Supernet(load_space(request.param))
+    randomize_bn(net)
+    return net.eval()
+
+
+def _archs(space, n=20, seed=0):
+    rng = random.Random(seed)
+    return [space.min_arch, space.max_arch] + [space.sample(rng) for _ in range(n)]
+
+
+def test_extract_computes_the_same_function(supernet):
+    for arch in _archs(supernet.space):
+        # Neither model depends on the input size; at most 64 px keeps the ImageNet space fast.
+        size = min(arch.resolution, 64)
+        x = torch.randn(2, arch.in_channels, size, size)
+        standalone = supernet.extract(arch)
+        assert isinstance(standalone, ShuffleNetV2) and not standalone.training
+        with torch.no_grad():
+            torch.testing.assert_close(
+                supernet(x, arch), standalone(x), atol=1e-5, rtol=0, msg=arch.short_name()
+            )
+
+
+def test_every_shared_weight_is_reached_by_an_extreme_arch(supernet):
+    # The main branch is largest at the largest split ratio, the stride-2 shortcut branch
+    # at the smallest; between them the two extreme archs use every shared tensor in full.
+    space = supernet.space
+    low_ratio = space.max_arch.replace(split_ratios=space.min_arch.split_ratios)
+    shapes = {k: v.shape for k, v in supernet.state_dict().items()}
+    for arch in (space.max_arch, low_ratio):
+        for name, tensor in supernet.extract(arch).state_dict().items():
+            assert all(a <= b for a, b in zip(tensor.shape, shapes[name], strict=True)), name
+    reached = {}
+    for arch in (space.max_arch, low_ratio):
+        for name, tensor in supernet.extract(arch).state_dict().items():
+            if tensor.shape == shapes[name]:
+                reached[name] = True
+    assert set(reached) == set(shapes)
+
+
+def test_extracted_weights_are_copies(supernet):
+    arch = supernet.space.min_arch
+    standalone = supernet.extract(arch)
+    with torch.no_grad():
+        standalone.fc.weight.add_(1.0)
+    assert not torch.equal(standalone.fc.weight, supernet.fc.weight[:, : arch.last_channels])
+
+
+def test_arch_outside_the_space_is_refused(supernet):
+    outside = supernet.space.max_arch.replace(widths=(50, 96, 192))
+    with pytest.raises(ConfigError, match="is outside search space"):
+        supernet.extract(outside)
+    with pytest.raises(ConfigError, match="is outside search space"):
+        supernet(torch.randn(1, 3, 32, 32), outside)
+
+
+def test_subnet_training_touches_only_its_slice():
+    torch.manual_seed(0)
+    net = Supernet(load_space("shufflenetv2_cifar")).train()
+    arch = net.space.min_arch
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    net(torch.randn(4, 3, 32, 32), arch).sum().backward()
+    # Only the active slice of the stem BN moved; the rest of the shared buffer did not.
+    bn = net.conv1[1]
+    c = arch.stem_channels
+    assert not torch.equal(bn.running_mean[:c], before["conv1.1.running_mean"][:c])
+    last = net.conv5[1]
+    assert torch.equal(
+        last.running_mean[arch.last_channels :],
+        before["conv5.1.running_mean"][arch.last_channels :],
+    )
+    grad = net.stage4[0].branch2[0].weight.grad
+    used = net.stage4[0].branch2[0]
+    assert grad is not None and used.weight.grad is not None
+    branch = 48  # round(0.25 * 192)
+    assert grad[:branch, :96].abs().sum() > 0
+    assert grad[branch:].abs().sum() == 0 and grad[:, 96:].abs().sum() == 0
+    assert net.stage2[2].branch2[0].weight.grad is None  # unit beyond repeats never ran
+
+
+@given(data=st.data())
+def test_any_sampled_arch_round_trips_and_extracts(data, tmp_path_factory):
+    space = load_space("shufflenetv2_cifar")
+    params = {k: data.draw(st.sampled_from(v), label=k) for k, v in space.choices.items()}
+    arch = ArchConfig.from_params(params)
+    assert ArchConfig.from_params(arch.to_params()) == arch
+    path = tmp_path_factory.mktemp("arch") / "a.yaml"
+    arch.to_yaml(path)
+    assert ArchConfig.from_yaml(path) == arch
+    net = _shared_cifar_supernet()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(net(x, arch), net.extract(arch)(x), atol=1e-5, rtol=0)
+
+
+_NET: list[Supernet] = []
+
+
+def _shared_cifar_supernet() -> Supernet:
+    if not _NET:
+        torch.manual_seed(1)
+        net = Supernet(load_space("shufflenetv2_cifar"))
+        randomize_bn(net, seed=1)
+        _NET.append(net.eval())
+    return _NET[0]
