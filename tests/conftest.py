@@ -38,3 +38,16 @@ def randomize_bn(module: torch.nn.Module, seed: int = 0) -> None:
                 m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
                 m.weight.copy_(torch.rand(n, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One decoded-data cache for the session, shared by xdist workers, away from $HOME."""
+    root = tmp_path_factory.getbasetemp()
+    shared = root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    os.environ["NAS_CACHE_DIR"] = str(shared / "nas-cache")
+
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
+TINY_SPACE = REPO / "tests" / "data" / "tiny_space.yaml"

@@ -128,6 +128,12 @@ class SearchSpace:
         self.check(arch)
         return arch
 
+    def with_fixed(self, **values: Any) -> SearchSpace:
+        """A copy with some axes fixed to one value, e.g. ``num_classes=3`` for a dataset."""
+        return SearchSpace(
+            self.name, {**self.choices, **{k: [v] for k, v in values.items()}}, self.description
+        )
+
     # -- membership -----------------------------------------------------------------------
 
     def check(self, arch: ArchConfig) -> None:

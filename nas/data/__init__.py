@@ -1,0 +1,22 @@
+"""Data: named sources, a decoded-image cache, fixed splits and tensor-only batching.
+
+Sources: ``embedded`` (default: a real CIFAR-10 subset shipped in the package), an
+ImageFolder directory, a ``.tar``/``.tar.gz`` of one (read directly), ``cifar10``
+(torchvision download, online only) and ``synthetic`` (tests).
+"""
+
+from nas.data._cache import cache_root
+from nas.data._dataset import DataSpec, DataSplits, Split, load_data
+from nas.data._loader import BatchLoader, random_crop_flip
+from nas.data._sources import embedded_archive
+
+__all__ = [
+    "BatchLoader",
+    "DataSpec",
+    "DataSplits",
+    "Split",
+    "cache_root",
+    "embedded_archive",
+    "load_data",
+    "random_crop_flip",
+]

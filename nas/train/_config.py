@@ -1,0 +1,92 @@
+"""``TrainConfig``: the training recipe, recorded in every checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from nas._errors import ConfigError
+
+STRATEGIES = ("sandwich", "spos")
+SCHEDULES = ("onecycle", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Recipe for standalone and supernet training (SGD with Nesterov momentum).
+
+    ``strategy`` (supernet only): ``sandwich`` trains the largest, the smallest and
+    ``num_random`` random sub-nets every step, the smaller ones distilled in place from the
+    largest's predictions; ``spos`` trains one uniformly sampled sub-net per step.
+    """
+
+    epochs: int = 15
+    batch_size: int = 128
+    lr: float = 0.1
+    schedule: str = "onecycle"
+    warmup: float = 0.15  # fraction of all steps
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.1
+    strategy: str = "sandwich"
+    num_random: int = 2
+    distill: bool = True
+    seed: int = 0
+    bn_batches: int = 8  # batches used to re-estimate BatchNorm statistics of a sub-net
+    eval_every: int = 1  # epochs between validation passes (0: only at the end)
+    steps_per_epoch: int | None = None  # cap, for short schedules and tests
+    checkpoint_minutes: float = 5.0  # resume state is also saved mid-epoch this often
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError("epochs and batch size must be >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"learning rate must be a positive number, got {self.lr}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"unknown schedule {self.schedule!r}: choose {' or '.join(SCHEDULES)}"
+            )
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"unknown strategy {self.strategy!r}: choose {' or '.join(STRATEGIES)}"
+            )
+        if not 0.0 <= self.warmup < 1.0:
+            raise ConfigError(f"warmup must be a fraction in [0, 1), got {self.warmup}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError("steps_per_epoch must be >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def lr_at(step: int, total: int, config: TrainConfig) -> float:
+    """Learning rate at ``step`` of ``total``: a pure function, so resuming needs no state.
+
+    ``onecycle``: cosine ramp from ``lr/25`` up to ``lr`` over the warm-up, then cosine down
+    to ``lr/25/1e4`` (torch's ``OneCycleLR`` without momentum cycling). ``cosine``: linear
+    warm-up from 0, then cosine to 0.
+    """
+    if config.schedule == "onecycle":
+        # torch.optim.lr_scheduler.OneCycleLR's phases (cycle_momentum=False), step for step
+        low, high, end = config.lr / 25.0, config.lr, config.lr / 25.0 / 1e4
+        warm_end = config.warmup * total - 1
+        if step <= warm_end:
+            return _cos(low, high, step / warm_end)
+        start = max(warm_end, 0.0) if warm_end > 0 else 0.0
+        return _cos(high, end, (step - start) / max(total - 1 - start, 1e-12))
+    warm = int(config.warmup * total)
+    if step < warm:
+        return config.lr * (step + 1) / warm
+    return _cos(config.lr, 0.0, (step - warm) / max(1, total - warm))
+
+
+def _cos(start: float, end: float, pct: float) -> float:
+    pct = min(max(pct, 0.0), 1.0)
+    return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)

@@ -1,0 +1,113 @@
+"""BatchNorm recalibration of a sub-net and accuracy on a split."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nas.arch import ArchConfig
+from nas.data import BatchLoader, DataSplits, Split
+from nas.models import ShuffleNetV2, Supernet
+
+
+@torch.no_grad()
+def recalibrate_bn(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_batches: int
+) -> nn.Module:
+    """Re-estimate every BatchNorm's running statistics from ``num_batches`` batches.
+
+    Statistics are reset and then accumulated as an exact average over the batches
+    (``momentum=None``), in training mode without gradients; the model's mode is kept.
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = model.training
+    model.train()
+    for x, _ in itertools.islice(batches, num_batches):
+        model(x)
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.train(was_training)
+    return model
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], autocast: bool = False
+) -> dict[str, float]:
+    """Top-1 accuracy and mean cross-entropy over ``batches`` (model in eval mode)."""
+    was_training = model.training
+    model.eval()
+    correct, total, loss = 0, 0, 0.0
+    for x, y in batches:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+            logits = model(x)
+        loss += float(F.cross_entropy(logits.float(), y, reduction="sum"))
+        correct += int((logits.argmax(1) == y).sum())
+        total += int(y.numel())
+    model.train(was_training)
+    return {"acc": correct / max(total, 1), "loss": loss / max(total, 1), "n": total}
+
+
+def loader_for(
+    split: Split,
+    data: DataSplits,
+    arch: ArchConfig,
+    batch_size: int,
+    device: torch.device | str,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> BatchLoader:
+    """Evaluation batches of ``split`` at ``arch``'s resolution, no augmentation."""
+    return BatchLoader(
+        split,
+        batch_size,
+        mean=data.mean,
+        std=data.std,
+        shuffle=shuffle,
+        resolution=arch.resolution,
+        device=device,
+        seed=seed,
+    )
+
+
+def subnet_model(
+    supernet: Supernet,
+    arch: ArchConfig,
+    data: DataSplits,
+    bn_batches: int,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> ShuffleNetV2:
+    """Extract ``arch`` and re-estimate its BatchNorm statistics on training images.
+
+    Calibration uses ``bn_batches`` shuffled, un-augmented training batches drawn with a
+    fixed ``seed``, so the same arch always gets the same statistics.
+    """
+    model = supernet.extract(arch).to(device)
+    calib = loader_for(data.train, data, arch, batch_size, device, shuffle=True, seed=seed)
+    recalibrate_bn(model, calib, bn_batches)
+    return model.eval()
+
+
+def subnet_accuracy(
+    supernet: Supernet,
+    arch: ArchConfig,
+    data: DataSplits,
+    bn_batches: int,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> dict[str, float]:
+    """Validation accuracy of sub-net ``arch`` after BatchNorm recalibration."""
+    model = subnet_model(supernet, arch, data, bn_batches, batch_size, device, seed)
+    autocast = torch.device(device).type == "cuda"
+    return evaluate(model, loader_for(data.val, data, arch, batch_size, device), autocast)

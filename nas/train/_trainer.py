@@ -1,0 +1,444 @@
+"""The training loop: standalone nets and weight-sharing supernets, resumable, DDP-aware."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from nas._errors import CheckpointError, ConfigError
+from nas.arch import ArchConfig
+from nas.checkpoint import load_checkpoint, save_checkpoint
+from nas.data import BatchLoader, DataSplits
+from nas.data._loader import _mix
+from nas.models import ShuffleNetV2, Supernet
+from nas.space import SearchSpace
+from nas.train import _distributed
+from nas.train._config import TrainConfig, lr_at
+from nas.train._evaluate import evaluate, loader_for, subnet_accuracy
+
+FINAL = {"supernet": "supernet.pt", "model": "model.pt"}
+STATE = "train_state.pt"
+LOG = "train_log.jsonl"
+
+
+def fit_to_data(subject: ArchConfig | SearchSpace, data: DataSplits) -> ArchConfig | SearchSpace:
+    """Set the class count and input channels of an arch or space to the data's."""
+    current = subject.max_arch if isinstance(subject, SearchSpace) else subject
+    changes = {
+        k: v
+        for k, v in (("num_classes", data.num_classes), ("in_channels", data.channels))
+        if getattr(current, k) != v
+    }
+    if not changes:
+        return subject
+    if isinstance(subject, SearchSpace):
+        return subject.with_fixed(**changes)
+    return subject.replace(**changes)
+
+
+@dataclass
+class _Progress:
+    epoch: int = 0
+    step_in_epoch: int = 0
+    global_step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def train(
+    subject: ArchConfig | SearchSpace,
+    data: DataSplits,
+    config: TrainConfig,
+    out: str | os.PathLike[str],
+    *,
+    device: str = "auto",
+    resume: bool = False,
+    progress: bool = True,
+    report_test: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train a standalone net (``ArchConfig``) or a supernet (``SearchSpace``) into ``out``.
+
+    Writes ``model.pt`` or ``supernet.pt`` (plain-dict checkpoint), ``train_log.jsonl``
+    (one line per epoch) and, while running, ``train_state.pt`` for ``resume=True``.
+    Returns the final checkpoint's metrics. Test accuracy of a standalone net is measured
+    once, at the end (``report_test``); nothing is selected on it.
+    """
+    ctx = _distributed.setup(device)
+    try:
+        return _Run(subject, data, config, Path(out), ctx, resume, progress, report_test, log).run()
+    finally:
+        _distributed.teardown(ctx)
+
+
+class _Run:
+    def __init__(
+        self,
+        subject: ArchConfig | SearchSpace,
+        data: DataSplits,
+        config: TrainConfig,
+        out: Path,
+        ctx: _distributed.Distributed,
+        resume: bool,
+        progress: bool,
+        report_test: bool,
+        log: Callable[[str], None],
+    ) -> None:
+        self.subject = fit_to_data(subject, data)
+        if self.subject is not subject and ctx.main:
+            log(
+                f"note: set {'space' if isinstance(subject, SearchSpace) else 'arch'} to the "
+                f"data's {data.num_classes} classes and {data.channels} input channel(s)"
+            )
+        self.data, self.config, self.out, self.ctx = data, config, out, ctx
+        self.kind = "supernet" if isinstance(self.subject, SearchSpace) else "model"
+        self.progress, self.report_test, self.log = progress, report_test, log
+        self.device = ctx.device
+        self.cuda = self.device.type == "cuda"
+        torch.manual_seed(config.seed)
+        self.model: nn.Module = (
+            Supernet(self.subject)
+            if isinstance(self.subject, SearchSpace)
+            else ShuffleNetV2(self.subject)
+        ).to(self.device)
+        if self.cuda:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = _sgd(self.model, config)
+        resolution = None if self.kind == "supernet" else self._arch().resolution
+        self.loader = BatchLoader(
+            data.train,
+            config.batch_size,
+            mean=data.mean,
+            std=data.std,
+            shuffle=True,
+            augment=True,
+            resolution=resolution,
+            device=self.device,
+            drop_last=True,
+            seed=config.seed,
+            channels_last=self.cuda,
+            shard=(ctx.rank, ctx.world),
+        )
+        if len(self.loader) == 0:
+            raise ConfigError(
+                f"batch size {config.batch_size} is larger than the training "
+                f"split per process ({len(data.train) // ctx.world} images)"
+            )
+        self.steps_per_epoch = min(len(self.loader), config.steps_per_epoch or len(self.loader))
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.state = _Progress()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._prepare(resume)
+        self.net: nn.Module = self.model
+        if ctx.enabled:
+            self.net = nn.parallel.DistributedDataParallel(
+                self.model,
+                device_ids=[self.device.index] if self.cuda else None,
+                find_unused_parameters=self.kind == "supernet",
+            )
+
+    # -- bookkeeping --------------------------------------------------------------------
+
+    def _arch(self) -> ArchConfig:
+        assert isinstance(self.subject, ArchConfig)
+        return self.subject
+
+    def _identity(self) -> dict[str, Any]:
+        ident: dict[str, Any] = {
+            "kind": self.kind,
+            "train": self.config.to_dict(),
+            "data": self.data.info,
+        }
+        if isinstance(self.subject, SearchSpace):
+            ident["space"] = self.subject.to_dict()
+        else:
+            ident["arch"] = self.subject.to_dict()
+        return ident
+
+    def _prepare(self, resume: bool) -> None:
+        final, state = self.out / FINAL[self.kind], self.out / STATE
+        if final.exists():
+            raise ConfigError(
+                f"{final} already exists: this run is complete "
+                "(choose another --out to train again)"
+            )
+        if state.exists() and not resume:
+            raise ConfigError(
+                f"{self.out} holds an unfinished run: pass --resume to continue "
+                "it, or choose another --out"
+            )
+        if resume and state.exists():
+            saved = load_checkpoint(state, kind=self.kind)
+            self._check_compatible(saved)
+            self.model.load_state_dict(saved["state_dict"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            p = saved["progress"]
+            self.state = _Progress(
+                p["epoch"], p["step_in_epoch"], p["global_step"], list(saved.get("history", []))
+            )
+            if self.ctx.main:
+                self.log(
+                    f"resuming from {state}: epoch {p['epoch'] + 1}, "
+                    f"step {p['step_in_epoch']}/{self.steps_per_epoch}"
+                )
+
+    def _check_compatible(self, saved: dict[str, Any]) -> None:
+        now = self._identity()
+        for key in ("space", "arch", "train"):
+            if saved.get(key) != now.get(key):
+                raise CheckpointError(
+                    f"cannot resume: the {key} differs from the saved run in "
+                    f"{self.out}; use the same options or another --out"
+                )
+        for key in ("cache_key", "spec"):
+            if saved["data"].get(key) != now["data"].get(key):
+                raise CheckpointError(
+                    f"cannot resume: the data ({key}) differs from the saved "
+                    f"run in {self.out}; use the same --data"
+                )
+
+    def _save_state(self) -> None:
+        if not self.ctx.main:
+            return
+        save_checkpoint(
+            self.out / STATE,
+            {
+                **self._identity(),
+                "state_dict": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "progress": {
+                    "epoch": self.state.epoch,
+                    "step_in_epoch": self.state.step_in_epoch,
+                    "global_step": self.state.global_step,
+                },
+                "history": self.state.history,
+            },
+        )
+        self._write_log()
+
+    def _write_log(self) -> None:
+        path = self.out / LOG
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(json.dumps(row) + "\n" for row in self.state.history))
+        os.replace(tmp, path)
+
+    # -- the loop -----------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.config
+        last_save = time.monotonic()
+        try:
+            while self.state.epoch < cfg.epochs:
+                e = self.state.epoch
+                self.loader.set_epoch(e)
+                stats = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+                bar = tqdm(
+                    total=self.steps_per_epoch,
+                    initial=self.state.step_in_epoch,
+                    desc=f"epoch {e + 1}/{cfg.epochs}",
+                    unit="step",
+                    dynamic_ncols=True,
+                    disable=not (self.progress and self.ctx.main),
+                    leave=False,
+                )
+                batches = self.loader.batches(self.state.step_in_epoch)
+                while self.state.step_in_epoch < self.steps_per_epoch:
+                    x, y = next(batches)
+                    started = time.perf_counter()
+                    lr = lr_at(self.state.global_step, self.total_steps, cfg)
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    loss, correct = self._step(x, y)
+                    if self.cuda:
+                        torch.cuda.synchronize()
+                    stats["seconds"] += time.perf_counter() - started
+                    stats["loss"] += loss * len(y)
+                    stats["correct"] += correct
+                    stats["seen"] += len(y)
+                    self.state.step_in_epoch += 1
+                    self.state.global_step += 1
+                    bar.update(1)
+                    bar.set_postfix(
+                        loss=f"{stats['loss'] / stats['seen']:.3f}",
+                        acc=f"{stats['correct'] / stats['seen']:.3f}",
+                        img_s=f"{stats['seen'] * self.ctx.world / stats['seconds']:.0f}",
+                    )
+                    if time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
+                        self._save_state()
+                        last_save = time.monotonic()
+                bar.close()
+                self.state.epoch += 1
+                self.state.step_in_epoch = 0
+                row = {
+                    "epoch": self.state.epoch,
+                    "step": self.state.global_step,
+                    "lr": lr,
+                    "train_loss": stats["loss"] / max(stats["seen"], 1),
+                    "train_acc": stats["correct"] / max(stats["seen"], 1),
+                    "img_per_s": stats["seen"] * self.ctx.world / max(stats["seconds"], 1e-9),
+                    "train_seconds": stats["seconds"],
+                }
+                last = self.state.epoch == cfg.epochs
+                if (cfg.eval_every and self.state.epoch % cfg.eval_every == 0) or last:
+                    row.update(self._validate())
+                self.state.history.append(row)
+                if self.ctx.main:
+                    self.log(_summary(row, cfg.epochs))
+                self._save_state()
+                last_save = time.monotonic()
+        except KeyboardInterrupt:
+            self._save_state()
+            raise
+        return self._finish()
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.kind == "model":
+            with self._autocast():
+                logits = self.net(x)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
+            loss.backward()
+            first_loss, first_logits = float(loss.detach()), logits.detach()
+        else:
+            first_loss, first_logits = self._supernet_step(x, y)
+        self.optimizer.step()
+        return first_loss, int((first_logits.argmax(1) == y).sum())
+
+    def _supernet_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
+        assert isinstance(self.subject, SearchSpace)
+        space, cfg = self.subject, self.config
+        rng = random.Random(_mix(cfg.seed, self.ctx.rank, self.state.global_step))
+        if cfg.strategy == "sandwich":
+            archs = [space.max_arch, space.min_arch]
+            archs += [space.sample(rng) for _ in range(cfg.num_random)]
+        else:
+            archs = [space.sample(rng)]
+        soft: torch.Tensor | None = None
+        first: tuple[float, torch.Tensor] | None = None
+        for i, arch in enumerate(archs):
+            xi = (
+                x
+                if x.shape[-1] == arch.resolution
+                else F.interpolate(
+                    x, size=(arch.resolution, arch.resolution), mode="bilinear", antialias=True
+                )
+            )
+            # gradients of all sub-nets accumulate locally and are all-reduced once, at the end
+            sync = contextlib.nullcontext()
+            if self.ctx.enabled and i < len(archs) - 1:
+                assert isinstance(self.net, nn.parallel.DistributedDataParallel)
+                sync = self.net.no_sync()  # type: ignore[assignment]
+            with sync:
+                with self._autocast():
+                    logits = self.net(xi, arch).float()
+                if soft is None or not cfg.distill:
+                    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+                else:  # in-place distillation from the largest sub-net
+                    loss = F.cross_entropy(logits, soft)
+                loss.backward()
+            if first is None:
+                first = (float(loss.detach()), logits.detach())
+                if cfg.strategy == "sandwich" and cfg.distill:
+                    soft = logits.detach().softmax(1)
+        assert first is not None
+        return first
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        return (
+            torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
+        )
+
+    def _validate(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if self.ctx.main:
+            if isinstance(self.model, Supernet):
+                for label, arch in (
+                    ("max", self.model.space.max_arch),
+                    ("min", self.model.space.min_arch),
+                ):
+                    result = subnet_accuracy(
+                        self.model,
+                        arch,
+                        self.data,
+                        self.config.bn_batches,
+                        device=self.device,
+                        seed=self.config.seed,
+                    )
+                    metrics[f"val_acc_{label}"] = result["acc"]
+                    metrics[f"val_loss_{label}"] = result["loss"]
+            else:
+                result = evaluate(
+                    self.model,
+                    loader_for(self.data.val, self.data, self._arch(), 256, self.device),
+                    self.cuda,
+                )
+                metrics.update(val_acc=result["acc"], val_loss=result["loss"])
+        self.ctx.barrier()
+        return metrics
+
+    def _finish(self) -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        if self.state.history:
+            last = self.state.history[-1]
+            metrics = {k: v for k, v in last.items() if k.startswith("val_")}
+            rates = [row["img_per_s"] for row in self.state.history]
+            metrics["img_per_s"] = sorted(rates)[len(rates) // 2]
+            metrics["train_seconds"] = sum(row["train_seconds"] for row in self.state.history)
+        if self.ctx.main:
+            if self.kind == "model" and self.report_test:
+                test = evaluate(
+                    self.model,
+                    loader_for(self.data.test, self.data, self._arch(), 256, self.device),
+                    self.cuda,
+                )
+                metrics["test_acc"] = test["acc"]
+            state_dict = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+            path = save_checkpoint(
+                self.out / FINAL[self.kind],
+                {
+                    **self._identity(),
+                    "state_dict": state_dict,
+                    "metrics": metrics,
+                    "epochs": self.state.epoch,
+                },
+            )
+            (self.out / STATE).unlink(missing_ok=True)
+            self.log(f"saved {path}")
+        self.ctx.barrier()
+        return metrics
+
+
+def _sgd(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]  # BatchNorm and biases
+    return torch.optim.SGD(
+        [
+            {"params": decay, "weight_decay": config.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=config.lr,
+        momentum=config.momentum,
+        nesterov=config.momentum > 0,
+    )
+
+
+def _summary(row: dict[str, Any], epochs: int) -> str:
+    parts = [
+        f"epoch {row['epoch']}/{epochs}",
+        f"loss {row['train_loss']:.3f}",
+        f"train acc {row['train_acc']:.3f}",
+        f"{row['img_per_s']:.0f} img/s",
+    ]
+    parts += [f"{k.replace('_', ' ')} {v:.3f}" for k, v in row.items() if k.startswith("val_acc")]
+    return "  ".join(parts)

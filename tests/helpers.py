@@ -1,0 +1,52 @@
+"""Small real image folders for data tests."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def make_image_folder(
+    root: Path,
+    classes: int = 3,
+    train: int = 12,
+    test: int = 4,
+    size: tuple[int, int] = (32, 32),
+    mode: str = "RGB",
+    layout: str = "split",
+    ext: str = "png",
+) -> Path:
+    """Images whose top-left pixel encodes a unique id (lossless PNG keeps it exact)."""
+    rng = np.random.default_rng(0)
+    uid = 0
+    for c in range(classes):
+        for split, count in (("train", train), ("test", test)):
+            if layout == "flat" and split == "test":
+                continue
+            n = count + (test if layout == "flat" else 0)
+            folder = root / (f"class{c}" if layout == "flat" else f"{split}/class{c}")
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                w, h = size
+                shape = (h, w) if mode == "L" else (h, w, 3)
+                pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
+                pixels[0, 0] = uid % 256
+                pixels[0, 1] = uid // 256
+                Image.fromarray(pixels, mode).save(folder / f"{i:04d}.{ext}")
+                uid += 1
+    return root
+
+
+def image_ids(images) -> set[int]:
+    return {
+        int(a) + 256 * int(b) for a, b in zip(images[:, 0, 0, 0], images[:, 0, 0, 1], strict=True)
+    }
+
+
+def tar_folder(folder: Path, out: Path, prefix: str = "dataset") -> Path:
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(folder, arcname=prefix)
+    return out

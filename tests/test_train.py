@@ -1,0 +1,268 @@
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from nas import CheckpointError, ConfigError, load_space, preset
+from nas.checkpoint import (
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+    supernet_from_checkpoint,
+)
+from nas.data import load_data
+from nas.train import STATE, TrainConfig, evaluate, loader_for, lr_at, recalibrate_bn, train
+
+from .conftest import REPO, TINY_SPACE
+
+QUIET = {"progress": False, "log": lambda _: None}
+SYNTHETIC = "synthetic:classes=4,train=96,test=8"  # learnable in a few dozen steps
+
+
+@pytest.mark.parametrize("total", [10, 97])
+def test_onecycle_matches_torch(total):
+    config = TrainConfig(lr=0.1, warmup=0.15)
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=0.1, total_steps=total, pct_start=0.15, cycle_momentum=False
+    )
+    for step in range(total):
+        assert lr_at(step, total, config) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-6)
+        opt.step()
+        sched.step()
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    config = TrainConfig(lr=0.2, schedule="cosine", warmup=0.1)
+    lrs = [lr_at(s, 100, config) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.02) and max(lrs) == pytest.approx(0.2)
+    assert lrs[-1] < 0.001 and all(a >= b for a, b in itertools.pairwise(lrs[10:]))
+
+
+def test_bn_recalibration_matches_the_data():
+    data = load_data("synthetic")
+    arch = preset("shufflenet_v2_x0_5_cifar")
+    from nas import ShuffleNetV2
+
+    model = ShuffleNetV2(arch).eval()
+    batches = list(loader_for(data.train, data, arch, 64, "cpu"))[:3]
+    recalibrate_bn(model, batches, num_batches=3)
+    assert not model.training  # the mode is kept
+    with torch.no_grad():
+        stem = [model.conv1[0](x) for x, _ in batches]
+    expected = torch.stack([s.mean((0, 2, 3)) for s in stem]).mean(0)
+    torch.testing.assert_close(model.conv1[1].running_mean, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_standalone_training_learns_and_checkpoints_safely(tmp_path):
+    data = load_data(SYNTHETIC)
+    arch = preset("shufflenet_v2_x0_5_cifar", num_classes=10)  # adapted to the 4 classes
+    config = TrainConfig(epochs=4, batch_size=16, lr=0.05)
+    metrics = train(arch, data, config, tmp_path, **QUIET)
+    assert metrics["val_acc"] > 0.8 and metrics["test_acc"] > 0.8  # chance is 0.25
+    payload = load_checkpoint(tmp_path / "model.pt", kind="model")
+    assert payload["arch"]["num_classes"] == 4 and payload["data"]["counts"]["train"] == 344
+    assert payload["train"]["epochs"] == 4 and "torch" in payload["versions"]
+    model = model_from_checkpoint(payload)
+    again = evaluate(model, loader_for(data.val, data, model.arch, 64, "cpu"))
+    assert again["acc"] == pytest.approx(metrics["val_acc"])
+    assert not (tmp_path / STATE).exists()
+    lines = (tmp_path / "train_log.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and '"img_per_s"' in lines[0]
+
+
+@pytest.mark.parametrize(("strategy", "epochs"), [("sandwich", 4), ("spos", 12)])
+def test_supernet_training_on_synthetic(tmp_path, strategy, epochs):
+    # spos trains one sub-net per step, sandwich four: similar work in total
+    data = load_data(SYNTHETIC)
+    config = TrainConfig(epochs=epochs, batch_size=16, lr=0.05, strategy=strategy, bn_batches=2)
+    metrics = train(load_space(TINY_SPACE), data, config, tmp_path, **QUIET)
+    assert metrics["val_acc_max"] > 0.7 and metrics["val_acc_min"] > 0.7  # chance is 0.25
+    net = supernet_from_checkpoint(load_checkpoint(tmp_path / "supernet.pt", kind="supernet"))
+    assert net.space.fixed["num_classes"] == 4
+
+
+@pytest.mark.slow
+def test_supernet_on_embedded_data_beats_chance(tmp_path):
+    """The issue's check: short CPU training on the embedded CIFAR subset."""
+    data = load_data("embedded")
+    config = TrainConfig(epochs=3, batch_size=64, lr=0.1, bn_batches=4)
+    metrics = train(load_space(TINY_SPACE), data, config, tmp_path, **QUIET)
+    assert metrics["val_acc_max"] > 0.25 and metrics["val_acc_min"] > 0.2  # chance: 0.10
+
+
+def test_existing_run_needs_resume_and_finished_run_is_kept(tmp_path):
+    data = load_data("synthetic:classes=2,train=16,test=4")
+    arch = preset("shufflenet_v2_x0_5_cifar")
+    save_checkpoint(tmp_path / STATE, {"kind": "model", "arch": arch.to_dict()})
+    with pytest.raises(ConfigError, match="pass --resume"):
+        train(arch, data, TrainConfig(epochs=1, batch_size=8), tmp_path, **QUIET)
+    (tmp_path / STATE).unlink()
+    train(arch, data, TrainConfig(epochs=1, batch_size=8), tmp_path, **QUIET)
+    with pytest.raises(ConfigError, match="already exists"):
+        train(arch, data, TrainConfig(epochs=1, batch_size=8), tmp_path, **QUIET)
+
+
+def _cli(*args, **kwargs):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "nas.train", *args],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+TRAIN_ARGS = [
+    "--space",
+    str(TINY_SPACE),
+    "--data",
+    "synthetic:classes=3,train=64,test=8",
+    "--epochs",
+    "4",
+    "--batch-size",
+    "16",
+    "--bn-batches",
+    "2",
+    "--no-progress",
+    "--checkpoint-minutes",
+    "0",
+]
+
+
+def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    assert _cli(*TRAIN_ARGS, "--out", str(whole)).wait(timeout=240) == 0
+    proc = _cli(*TRAIN_ARGS, "--out", str(broken))
+    deadline = time.monotonic() + 120
+    while not (broken / STATE).exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the middle of the run; a mid-epoch state is saved every step
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "training finished before it could be killed"
+    assert not (broken / "supernet.pt").exists()
+    resumed = _cli(*TRAIN_ARGS, "--out", str(broken), "--resume")
+    out, err = resumed.communicate(timeout=240)
+    assert resumed.returncode == 0, err
+    assert "resuming from" in out
+    a = load_checkpoint(whole / "supernet.pt")
+    b = load_checkpoint(broken / "supernet.pt")
+    for key, tensor in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], tensor, atol=1e-5, rtol=1e-4, msg=key)
+    assert [row["epoch"] for row in _log(broken)] == [1, 2, 3, 4]
+
+
+def _log(run):
+    import json
+
+    return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_ctrl_c_saves_state_and_says_how_to_resume(tmp_path):
+    proc = _cli(*TRAIN_ARGS, "--out", str(tmp_path))
+    deadline = time.monotonic() + 120
+    while not (tmp_path / STATE).exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "run the same command again to resume" in err
+    assert load_checkpoint(tmp_path / STATE)["progress"]["global_step"] > 0
+
+
+def test_checkpoint_errors_are_clear(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a shufflenas checkpoint"):
+        load_checkpoint(tmp_path / "foreign.pt")
+    torch.save({"format": "x", "evil": _Unsafe()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(tmp_path / "evil.pt")
+    save_checkpoint(tmp_path / "model.pt", {"kind": "model", "arch": {"widths": [1]}})
+    with pytest.raises(CheckpointError, match="a supernet checkpoint is needed"):
+        load_checkpoint(tmp_path / "model.pt", kind="supernet")
+    with pytest.raises(CheckpointError, match="arch is invalid"):
+        model_from_checkpoint(load_checkpoint(tmp_path / "model.pt"))
+
+
+class _Unsafe:
+    """Anything that is not a tensor or builtin container must not be unpickled."""
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    proc = _cli("--arch", "shufflenet_v2_x0_5_cifar", "--data", str(tmp_path / "missing"))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and err.count("\n") == 1
+    assert err.startswith("error: data source not found")
+
+
+_DDP_WORKER = r"""
+import os, sys, torch, torch.distributed as dist
+from nas.data import load_data
+from nas.space import load_space
+from nas.train import TrainConfig
+from nas.train import _distributed
+from nas.train._trainer import _Run
+torch.set_num_threads(1)
+out, space = sys.argv[1], sys.argv[2]
+ctx = _distributed.setup("cpu")
+data = load_data("synthetic:classes=3,train=64,test=8")
+config = TrainConfig(epochs=1, batch_size=16, lr=0.05, bn_batches=1, eval_every=0)
+run = _Run(load_space(space), data, config, __import__("pathlib").Path(out), ctx, False, False,
+           True, lambda _: None)
+run.run()
+flat = torch.cat([p.detach().flatten() for p in run.model.parameters()])
+gathered = [torch.zeros_like(flat) for _ in range(ctx.world)]
+dist.all_gather(gathered, flat)
+if ctx.main:
+    print("MAXDIFF", float((gathered[0] - gathered[1]).abs().max()))
+_distributed.teardown(ctx)
+"""
+
+
+def test_ddp_two_processes_stay_in_sync(tmp_path):
+    """Each rank trains its own shard and sub-nets; gradients (also of units the last
+    sub-net skipped) are all-reduced, so the weights stay identical on both ranks."""
+    script = tmp_path / "worker.py"
+    script.write_text(_DDP_WORKER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(tmp_path / "run"),
+            str(TINY_SPACE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+        cwd=REPO,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    maxdiff = float(result.stdout.split("MAXDIFF")[1].split()[0])
+    assert maxdiff == 0.0
+    files = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert files == ["supernet.pt", "train_log.jsonl"]  # rank 0 wrote, no temp leftovers
+    assert load_checkpoint(tmp_path / "run" / "supernet.pt")["data"]["counts"]["train"] > 0
