@@ -33,6 +33,7 @@ class ShuffleUnit(nn.Module):
     ``b = round(split_ratio * c)`` go through ``branch2`` (1x1, depthwise kxk, 1x1).
     Stride 2: ``branch1`` (depthwise kxk stride 2, 1x1) makes ``out - b`` channels and
     ``branch2`` makes ``b = round(split_ratio * out)``. Then concat and a 2-group shuffle.
+    ``branch_channels`` sets ``b`` directly instead of the ratio.
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class ShuffleUnit(nn.Module):
         stride: int,
         split_ratio: float = 0.5,
         kernel_size: int = 3,
+        branch_channels: int | None = None,
     ) -> None:
         super().__init__()
         if stride not in (1, 2):
@@ -53,7 +55,14 @@ class ShuffleUnit(nn.Module):
         if out_channels % 2:
             raise ConfigError(f"out_channels must be even for the shuffle, got {out_channels}")
         self.stride = stride
-        other, branch = split_channels(out_channels, split_ratio)
+        if branch_channels is None:
+            other, branch = split_channels(out_channels, split_ratio)
+        elif 0 < branch_channels < out_channels:
+            other, branch = out_channels - branch_channels, branch_channels
+        else:
+            raise ConfigError(
+                f"branch_channels must be in [1, {out_channels - 1}], got {branch_channels}"
+            )
         self.passthrough = other if stride == 1 else 0
         if stride == 2:
             self.branch1 = nn.Sequential(

@@ -35,7 +35,7 @@ class TrainConfig:
     distill: bool = True
     seed: int = 0
     bn_batches: int = 8  # batches used to re-estimate BatchNorm statistics of a sub-net
-    eval_every: int = 1  # epochs between validation passes (0: only at the end)
+    eval_every: int = 1  # epochs between validation passes, and after the last (0: never)
     steps_per_epoch: int | None = None  # cap, for short schedules and tests
     checkpoint_minutes: float = 5.0  # resume state is also saved mid-epoch this often
 

@@ -67,17 +67,22 @@ def train(
     progress: bool = True,
     report_test: bool = True,
     log: Callable[[str], None] = print,
+    initial: dict[str, torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Train a standalone net (``ArchConfig``) or a supernet (``SearchSpace``) into ``out``.
 
     Writes ``model.pt`` or ``supernet.pt`` (plain-dict checkpoint), ``train_log.jsonl``
     (one line per epoch) and, while running, ``train_state.pt`` for ``resume=True``.
     Returns the final checkpoint's metrics. Test accuracy of a standalone net is measured
-    once, at the end (``report_test``); nothing is selected on it.
+    once, at the end (``report_test``); nothing is selected on it. ``initial`` weights
+    (e.g. a sub-net extracted from a supernet) start the run, to fine-tune them.
     """
     ctx = _distributed.setup(device)
     try:
-        return _Run(subject, data, config, Path(out), ctx, resume, progress, report_test, log).run()
+        run = _Run(subject, data, config, Path(out), ctx, resume, progress, report_test, log)
+        if initial is not None and run.state.global_step == 0:
+            run.model.load_state_dict(initial)
+        return run.run()
     finally:
         _distributed.teardown(ctx)
 
@@ -243,6 +248,7 @@ class _Run:
                 e = self.state.epoch
                 self.loader.set_epoch(e)
                 stats = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
+                step_times: list[float] = []
                 bar = tqdm(
                     total=self.steps_per_epoch,
                     initial=self.state.step_in_epoch,
@@ -254,15 +260,16 @@ class _Run:
                 )
                 batches = self.loader.batches(self.state.step_in_epoch)
                 while self.state.step_in_epoch < self.steps_per_epoch:
+                    started = time.perf_counter()  # the batch's loading and augmentation count
                     x, y = next(batches)
-                    started = time.perf_counter()
                     lr = lr_at(self.state.global_step, self.total_steps, cfg)
                     for group in self.optimizer.param_groups:
                         group["lr"] = lr
                     loss, correct = self._step(x, y)
                     if self.cuda:
                         torch.cuda.synchronize()
-                    stats["seconds"] += time.perf_counter() - started
+                    step_times.append(time.perf_counter() - started)
+                    stats["seconds"] += step_times[-1]
                     stats["loss"] += loss * len(y)
                     stats["correct"] += correct
                     stats["seen"] += len(y)
@@ -272,7 +279,7 @@ class _Run:
                     bar.set_postfix(
                         loss=f"{stats['loss'] / stats['seen']:.3f}",
                         acc=f"{stats['correct'] / stats['seen']:.3f}",
-                        img_s=f"{stats['seen'] * self.ctx.world / stats['seconds']:.0f}",
+                        img_s=f"{_rate(len(y) * self.ctx.world, step_times):.0f}",
                     )
                     if time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
                         self._save_state()
@@ -286,11 +293,12 @@ class _Run:
                     "lr": lr,
                     "train_loss": stats["loss"] / max(stats["seen"], 1),
                     "train_acc": stats["correct"] / max(stats["seen"], 1),
-                    "img_per_s": stats["seen"] * self.ctx.world / max(stats["seconds"], 1e-9),
+                    # images per second at the median step: robust to warm-up and hiccups
+                    "img_per_s": _rate(cfg.batch_size * self.ctx.world, step_times),
                     "train_seconds": stats["seconds"],
                 }
                 last = self.state.epoch == cfg.epochs
-                if (cfg.eval_every and self.state.epoch % cfg.eval_every == 0) or last:
+                if cfg.eval_every and (self.state.epoch % cfg.eval_every == 0 or last):
                     row.update(self._validate())
                 self.state.history.append(row)
                 if self.ctx.main:
@@ -417,6 +425,13 @@ class _Run:
             self.log(f"saved {path}")
         self.ctx.barrier()
         return metrics
+
+
+def _rate(images_per_step: int, step_times: list[float]) -> float:
+    if not step_times:
+        return 0.0
+    ordered = sorted(step_times)
+    return images_per_step / max(ordered[len(ordered) // 2], 1e-9)
 
 
 def _sgd(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:

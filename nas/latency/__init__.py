@@ -1,0 +1,45 @@
+"""Latency on hardware targets: measurement backends, protocol, cache, LUT predictor.
+
+The search optimises *measured* latency: :class:`LatencyMeter` measures on a
+:class:`HardwareTarget` in a separate pinned process with a fixed protocol (warm-up,
+repeats, IQR outlier rejection, median with spread, retries while noisy) and caches
+results; :class:`LatencyPredictor` predicts from a per-block lookup table and is validated
+against end-to-end measurement.
+"""
+
+from nas.latency._backends import RUNTIMES, Backend, register_runtime
+from nas.latency._blocks import Block, arch_blocks, space_blocks
+from nas.latency._budget import format_ms, parse_latency
+from nas.latency._cache import LatencyCache
+from nas.latency._meter import LatencyMeter, Measurement, MeasurementError
+from nas.latency._predictor import LatencyPredictor, build_lut, default_lut_path
+from nas.latency._stats import LatencyStats, run_protocol, summarize
+from nas.latency._target import DEFAULT_TARGET, HardwareTarget, load_target, shipped_targets
+from nas.latency._validate import kendall_tau, validate
+
+__all__ = [
+    "DEFAULT_TARGET",
+    "RUNTIMES",
+    "Backend",
+    "Block",
+    "HardwareTarget",
+    "LatencyCache",
+    "LatencyMeter",
+    "LatencyPredictor",
+    "LatencyStats",
+    "Measurement",
+    "MeasurementError",
+    "arch_blocks",
+    "build_lut",
+    "default_lut_path",
+    "format_ms",
+    "kendall_tau",
+    "load_target",
+    "parse_latency",
+    "register_runtime",
+    "run_protocol",
+    "shipped_targets",
+    "space_blocks",
+    "summarize",
+    "validate",
+]

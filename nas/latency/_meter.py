@@ -1,0 +1,241 @@
+"""``LatencyMeter``: measure archs, blocks, checkpoints and ONNX files on a target."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from torch import nn
+
+from nas._env import cpu_model
+from nas._errors import ConfigError, NasError
+from nas.arch import ArchConfig
+from nas.latency._backends import RUNTIMES
+from nas.latency._blocks import Block
+from nas.latency._cache import LatencyCache
+from nas.latency._stats import LatencyStats
+from nas.latency._target import HardwareTarget
+
+
+class MeasurementError(NasError):
+    """The measuring process failed on a model (its message says why)."""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    stats: LatencyStats
+    subject: str  # what was measured (arch hash, block key, file hash)
+    target: str
+    cached: bool
+
+    @property
+    def median_ms(self) -> float:
+        return self.stats.median_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subject": self.subject,
+            "target": self.target,
+            "cached": self.cached,
+            **self.stats.to_dict(),
+        }
+
+
+class LatencyMeter:
+    """Measures on one :class:`HardwareTarget` in a separate, pinned process.
+
+    The process starts on the first measurement that is not cached and serves every later
+    one (no re-import per model). Results are cached persistently (see ``LatencyCache``).
+    Use as a context manager, or call :meth:`close`.
+
+    Speed normalisation (``target.normalize``, on by default): shared and virtual machines
+    change speed by 10-20% within a minute. A reference model is timed in the measuring
+    process right before each subject (at most 1 s apart) and every latency is scaled to
+    the machine's calibrated speed; the raw median and the speed factor are kept in the
+    statistics (``raw_median_ms``, ``speed``).
+    """
+
+    def __init__(
+        self, target: HardwareTarget, cache: LatencyCache | bool = True, timeout_s: float = 900.0
+    ) -> None:
+        reason = RUNTIMES[target.runtime].unavailable(target)
+        if reason:
+            raise ConfigError(f"target {target.name!r} cannot run here: {reason}")
+        self.target = target
+        self.cores = target.pinned_cores()
+        self.cache = (
+            cache if isinstance(cache, LatencyCache) else (LatencyCache() if cache else None)
+        )
+        self.environment = {"cpu": cpu_model(), **RUNTIMES[target.runtime].versions()}
+        self.timeout_s = timeout_s
+        self._process: Any = None
+        self._conn: Any = None
+        self._nominal_ms: float | None = None
+
+    # -- public -----------------------------------------------------------------------------
+
+    def measure_arch(
+        self, arch: ArchConfig, use_cache: bool = True, repeat: int = 0
+    ) -> Measurement:
+        """Latency of ``ShuffleNetV2(arch)``; ``repeat`` > 0 is a separate, later measurement
+        of the same arch (cached under its own key), for medians over time."""
+        return self._measure(
+            _repeat_key(f"arch:{arch.hash}", repeat),
+            {"kind": "arch", "arch": arch.to_dict()},
+            use_cache,
+        )
+
+    def measure_block(self, block: Block, use_cache: bool = True, repeat: int = 0) -> Measurement:
+        return self._measure(
+            _repeat_key(block.key, repeat), {"kind": "block", "block": block.to_dict()}, use_cache
+        )
+
+    def measure_checkpoint(self, path: str | Path, use_cache: bool = True) -> Measurement:
+        return self._measure(
+            f"file:{_file_hash(Path(path))}", {"kind": "checkpoint", "path": str(path)}, use_cache
+        )
+
+    def measure_onnx(
+        self, path: str | Path, input_shape: tuple[int, ...], use_cache: bool = True
+    ) -> Measurement:
+        return self._measure(
+            f"onnx:{_file_hash(Path(path))}:{list(input_shape)}",
+            {"kind": "onnx", "path": str(path), "input_shape": list(input_shape)},
+            use_cache,
+        )
+
+    def measure_module(
+        self, module: nn.Module, input_shape: tuple[int, ...], key: str | None = None
+    ) -> Measurement:
+        """Measure any module (cached only when ``key`` names it uniquely)."""
+        request = {"kind": "module", "module": module, "input_shape": list(input_shape)}
+        return self._measure(key or "module", request, use_cache=key is not None)
+
+    def close(self) -> None:
+        if self._process is not None:
+            try:
+                self._conn.send(None)
+                self._process.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+            if self._process.poll() is None:
+                self._process.kill()
+                self._process.wait()
+            self._conn.close()
+            self._process = self._conn = None
+
+    def __enter__(self) -> LatencyMeter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _measure(self, subject: str, request: dict[str, Any], use_cache: bool) -> Measurement:
+        key = LatencyCache.key(subject, self.target.hash, self.environment)
+        if use_cache and self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return Measurement(LatencyStats.from_dict(hit), subject, self.target.name, True)
+        reply = self._ask(request)
+        stats = LatencyStats.from_dict(reply["stats"])
+        if self.target.normalize:
+            stats = stats.normalized(reply["reference_ms"] / self._nominal())
+        if self.cache is not None and use_cache:
+            self.cache.put(key, subject, self.target.name, self.environment, stats.to_dict())
+        return Measurement(stats, subject, self.target.name, False)
+
+    def _start(self) -> None:
+        # A fresh interpreter running our worker module (not multiprocessing's spawn, which
+        # would re-run the caller's __main__), talking over a socket pair.
+        parent, child = socket.socketpair()
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": str(self.target.threads),
+            "MKL_NUM_THREADS": str(self.target.threads),
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "nas.latency._worker",
+            str(child.fileno()),
+            json.dumps({"target": self.target.to_dict(), "cores": self.cores}),
+        ]
+        self._process = subprocess.Popen(
+            command,
+            pass_fds=(child.fileno(),),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+        child.close()
+        self._conn = Connection(parent.detach())
+
+    def _nominal(self) -> float:
+        """The reference model's time at the machine's calibrated speed.
+
+        Calibrated once per target, machine and library versions: the fastest of several
+        spaced readings (the least disturbed state), stored in the cache so every later
+        measurement on this machine is expressed at the same speed.
+        """
+        if self._nominal_ms is None:
+            key = LatencyCache.key("calibration", self.target.hash, self.environment)
+            stored = self.cache.nominal(key) if self.cache is not None else None
+            if stored is None:
+                rounds = self._ask({"kind": "calibrate", "rounds": 9, "gap_s": 0.3})["rounds"]
+                stored = min(rounds)
+                if self.cache is not None:
+                    stored = self.cache.set_nominal(key, self.target.name, stored, rounds)
+            self._nominal_ms = stored
+        return self._nominal_ms
+
+    def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
+        if self._process is None or self._process.poll() is not None:
+            self._start()
+        try:
+            self._conn.send(request)
+            if not self._conn.poll(self.timeout_s):
+                self.close()
+                raise MeasurementError(
+                    f"measurement on {self.target.name} took longer than {self.timeout_s:.0f} s"
+                )
+            reply = self._conn.recv()
+        except (EOFError, OSError, BrokenPipeError):
+            code = self._process.wait() if self._process is not None else None
+            self._process = self._conn = None
+            raise MeasurementError(
+                f"the measuring process for {self.target.name} died (exit code {code})"
+            ) from None
+        if not reply["ok"]:
+            raise MeasurementError(f"measuring on {self.target.name} failed: {reply['error']}")
+        return reply
+
+
+def _repeat_key(subject: str, repeat: int) -> str:
+    return subject if repeat == 0 else f"{subject}#{repeat}"
+
+
+def _file_hash(path: Path) -> str:
+    if not path.is_file():
+        raise ConfigError(f"file not found: {path}")
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]

@@ -1,0 +1,103 @@
+"""The measurement protocol as pure functions: warm-up, repeats, IQR outlier rejection,
+median with spread, retries while the coefficient of variation stays high."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LatencyStats:
+    """Summary of one measurement, in milliseconds, after outlier rejection."""
+
+    median_ms: float
+    mean_ms: float
+    p10_ms: float
+    p90_ms: float
+    min_ms: float
+    max_ms: float
+    std_ms: float
+    cv: float  # std / mean of the kept runs
+    runs: int  # timed runs kept
+    rejected: int  # timed runs dropped as outliers (IQR rule)
+    noisy: bool = False  # cv stayed above the target's max_cv after every retry
+    attempts: int = 1
+    raw_median_ms: float | None = None  # before speed normalisation (None: not normalised)
+    speed: float = 1.0  # reference time now / nominal: > 1 means the machine ran slower
+
+    def normalized(self, speed: float) -> LatencyStats:
+        """These statistics at the machine's nominal speed (times divided by ``speed``)."""
+        scaled = {
+            f: getattr(self, f) / speed
+            for f in ("median_ms", "mean_ms", "p10_ms", "p90_ms", "min_ms", "max_ms", "std_ms")
+        }
+        return dataclasses.replace(self, **scaled, raw_median_ms=self.median_ms, speed=speed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LatencyStats:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def summarize(times_ms: Sequence[float], iqr_factor: float = 1.5) -> LatencyStats:
+    """Median, percentiles and spread of ``times_ms`` without IQR outliers."""
+    times = np.asarray(times_ms, dtype=np.float64)
+    if times.size == 0:
+        raise ValueError("no timings to summarize")
+    q1, q3 = np.percentile(times, [25, 75])
+    spread = iqr_factor * (q3 - q1)
+    kept = times[(times >= q1 - spread) & (times <= q3 + spread)]
+    mean = float(kept.mean())
+    std = float(kept.std(ddof=1)) if kept.size > 1 else 0.0
+    p10, p50, p90 = np.percentile(kept, [10, 50, 90])
+    return LatencyStats(
+        median_ms=float(p50),
+        mean_ms=mean,
+        p10_ms=float(p10),
+        p90_ms=float(p90),
+        min_ms=float(kept.min()),
+        max_ms=float(kept.max()),
+        std_ms=std,
+        cv=std / mean if mean > 0 else 0.0,
+        runs=int(kept.size),
+        rejected=int(times.size - kept.size),
+    )
+
+
+def run_protocol(
+    time_once: Callable[[], float],
+    warmup: int,
+    repeats: int,
+    max_cv: float,
+    retries: int,
+    pause: Callable[[float], None] = time.sleep,
+) -> LatencyStats:
+    """Warm up, time ``repeats`` runs, summarize; retry while cv > ``max_cv``.
+
+    ``time_once`` runs the model once and returns its duration in seconds. The attempt with
+    the lowest cv is kept; if none reaches ``max_cv`` the result is flagged ``noisy``.
+    """
+    best: LatencyStats | None = None
+    attempts = 0
+    for attempt in range(retries + 1):
+        attempts = attempt + 1
+        if attempt:
+            pause(0.2)  # let a transient disturbance pass
+        for _ in range(warmup):
+            time_once()
+        stats = summarize([time_once() * 1e3 for _ in range(repeats)])
+        if best is None or stats.cv < best.cv:
+            best = stats
+        if stats.cv <= max_cv:
+            break
+    assert best is not None
+    return dataclasses.replace(best, noisy=best.cv > max_cv, attempts=attempts)

@@ -1,0 +1,146 @@
+"""``HardwareTarget``: where and how latency is measured, loaded from YAML."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from nas._errors import ConfigError
+from nas._yaml import read_yaml_mapping, write_yaml_atomic
+
+DEFAULT_TARGET = "cpu-torch-1t"
+DTYPES = ("float32", "bfloat16", "float16")
+DEVICES = ("cpu", "cuda")
+
+
+@dataclass(frozen=True, eq=True)
+class HardwareTarget:
+    """A runtime on a device with fixed threads, batch, dtype and measurement protocol.
+
+    ``runtime`` names a backend in :data:`nas.latency.RUNTIMES` (``torch``,
+    ``onnxruntime``, ...). ``cores`` pins the measuring process (default: the last
+    ``threads`` cores it may use). ``normalize`` expresses every latency at the machine's
+    calibrated speed, from a reference model timed alongside (see ``LatencyMeter``).
+    ``options`` are runtime-specific (for ONNX Runtime:
+    ``graph_optimization: all|extended|basic|disabled``). Resolution comes from the arch.
+    """
+
+    name: str
+    runtime: str
+    device: str = "cpu"
+    threads: int = 1
+    batch_size: int = 1
+    dtype: str = "float32"
+    warmup: int = 20
+    repeats: int = 60
+    max_cv: float = 0.05
+    retries: int = 2
+    cores: tuple[int, ...] | None = None
+    normalize: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    path: Path | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        from nas.latency._backends import RUNTIMES
+
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(
+                f"target {self.name!r}: unknown runtime {self.runtime!r} "
+                f"(known: {', '.join(RUNTIMES)})"
+            )
+        if self.device not in DEVICES:
+            raise ConfigError(f"target {self.name!r}: device must be one of {list(DEVICES)}")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"target {self.name!r}: dtype must be one of {list(DTYPES)}")
+        for key in ("threads", "batch_size", "repeats"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"target {self.name!r}: {key} must be an integer >= 1")
+        for key in ("warmup", "retries"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"target {self.name!r}: {key} must be an integer >= 0")
+        if not 0 < self.max_cv < 1:
+            raise ConfigError(f"target {self.name!r}: max_cv must be in (0, 1)")
+        if self.cores is not None:
+            object.__setattr__(self, "cores", tuple(int(c) for c in self.cores))
+        if not isinstance(self.normalize, bool):
+            raise ConfigError(f"target {self.name!r}: normalize must be true or false")
+        if not isinstance(self.options, dict):
+            raise ConfigError(f"target {self.name!r}: options must be a mapping")
+
+    def __hash__(self) -> int:
+        return hash(self.hash)
+
+    @property
+    def hash(self) -> str:
+        """Hash of everything that changes a measurement (not name, description, path)."""
+        data = self.to_dict()
+        for key in ("name", "description"):
+            data.pop(key, None)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+    def pinned_cores(self) -> list[int] | None:
+        """The cores the measuring process is bound to (None where affinity is unsupported)."""
+        if not hasattr(os, "sched_getaffinity"):
+            return None
+        allowed = sorted(os.sched_getaffinity(0))
+        if self.cores is not None:
+            missing = [c for c in self.cores if c not in allowed]
+            if missing:
+                raise ConfigError(
+                    f"target {self.name!r}: cores {missing} are not available "
+                    f"to this process (allowed: {allowed})"
+                )
+            return list(self.cores)
+        return allowed[-self.threads :] if len(allowed) >= self.threads else allowed
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "path"}
+        data["cores"] = list(self.cores) if self.cores is not None else None
+        data["options"] = dict(self.options)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path | None = None) -> HardwareTarget:
+        known = [f.name for f in dataclasses.fields(cls) if f.name != "path"]
+        name = str(data.get("name", path.stem if path else "target"))
+        for key in data:
+            if key not in known:
+                raise ConfigError(
+                    f"target {name!r}: unknown key {key!r} (known: {', '.join(known)})"
+                )
+        if "runtime" not in data:
+            raise ConfigError(f"target {name!r}: missing key 'runtime'")
+        return cls(**{**data, "name": name, "options": dict(data.get("options") or {})}, path=path)
+
+    def to_yaml(self, path: str | os.PathLike[str]) -> None:
+        write_yaml_atomic(path, self.to_dict())
+
+
+def shipped_targets() -> dict[str, Path]:
+    root = resources.files("nas.latency").joinpath("targets")
+    return {p.name[:-5]: Path(str(p)) for p in root.iterdir() if p.name.endswith(".yaml")}
+
+
+def load_target(spec: str | os.PathLike[str] | None = None) -> HardwareTarget:
+    """A shipped target by name (default ``cpu-torch-1t``) or a target YAML file."""
+    text = os.fspath(spec) if spec is not None else DEFAULT_TARGET
+    shipped = shipped_targets()
+    if text in shipped:
+        path = shipped[text]
+    else:
+        path = Path(text)
+        if not (path.exists() or path.suffix in (".yaml", ".yml")):
+            raise ConfigError(
+                f"unknown hardware target {text!r}: give a shipped target "
+                f"({', '.join(sorted(shipped))}) or a path to a target YAML"
+            )
+    return HardwareTarget.from_dict(read_yaml_mapping(path, "hardware target"), path=path)

@@ -1,0 +1,141 @@
+"""The measuring process: pinned to the target's cores, fresh, and doing nothing else.
+
+It receives requests over a pipe, builds the model, times it with the protocol and sends
+back the statistics. The caller blocks while it measures, so nothing of ours competes for
+the cores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import statistics
+import sys
+import time
+import traceback
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def build(request: dict[str, Any], batch_size: int) -> tuple[nn.Module | Path, tuple[int, ...]]:
+    """The model a request names, and its input shape at the target's batch size."""
+    kind = request["kind"]
+    if kind == "arch":
+        from nas.arch import ArchConfig
+        from nas.models import ShuffleNetV2
+
+        arch = ArchConfig.from_dict(request["arch"])
+        return ShuffleNetV2(arch), (batch_size, arch.in_channels, arch.resolution, arch.resolution)
+    if kind == "block":
+        from nas.latency._blocks import Block
+
+        block = Block(**request["block"])
+        return block.build(), (batch_size, block.in_channels, block.size, block.size)
+    if kind == "module":
+        return request["module"], (batch_size, *request["input_shape"][1:])
+    if kind == "checkpoint":
+        from nas.checkpoint import load_checkpoint, model_from_checkpoint
+
+        model = model_from_checkpoint(load_checkpoint(request["path"], kind="model"))
+        arch = model.arch
+        return model, (batch_size, arch.in_channels, arch.resolution, arch.resolution)
+    if kind == "onnx":
+        return Path(request["path"]), (batch_size, *request["input_shape"][1:])
+    raise ValueError(f"unknown request kind {kind!r}")
+
+
+class Reference:
+    """A fixed model (ShuffleNetV2 x0.5, 32 px) timed on the same runtime: the machine's
+    current speed. A new reading is taken when the last is older than ``max_age_s``; the
+    speed is the median of the readings of the last ``window_s`` seconds, which follows
+    the slow drift of a shared machine without passing on one reading's noise."""
+
+    def __init__(
+        self, backend: Any, batch_size: int, max_age_s: float = 1.0, window_s: float = 5.0
+    ) -> None:
+        from nas.arch import preset
+        from nas.models import ShuffleNetV2
+
+        torch.manual_seed(0)
+        model = ShuffleNetV2(preset("shufflenet_v2_x0_5_cifar"))
+        self.time_once = backend.prepare(model, (batch_size, 3, 32, 32))
+        self.max_age_s, self.window_s = max_age_s, window_s
+        self.readings: list[tuple[float, float]] = []  # (time, median ms)
+
+    def measure(self) -> float:
+        from nas.latency._stats import run_protocol
+
+        stats = run_protocol(self.time_once, warmup=3, repeats=20, max_cv=1.0, retries=0)
+        self.readings.append((time.monotonic(), stats.median_ms))
+        return stats.median_ms
+
+    def recent(self) -> float:
+        now = time.monotonic()
+        if not self.readings or now - self.readings[-1][0] > self.max_age_s:
+            self.measure()
+            now = time.monotonic()
+        self.readings = [(t, v) for t, v in self.readings if now - t <= self.window_s]
+        return float(statistics.median(v for _, v in self.readings))
+
+
+def serve(conn: Connection, target_data: dict[str, Any], cores: list[int] | None) -> None:
+    from nas.latency._backends import RUNTIMES
+    from nas.latency._stats import run_protocol
+    from nas.latency._target import HardwareTarget
+
+    target = HardwareTarget.from_dict(target_data)
+    if cores is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, cores)
+    torch.set_num_threads(target.threads)
+    with contextlib.suppress(RuntimeError):  # already set in this process
+        torch.set_num_interop_threads(1)
+    backend = RUNTIMES[target.runtime](target)
+    reference: Reference | None = None
+    while True:
+        try:
+            request = conn.recv()
+        except EOFError:
+            return
+        if request is None:
+            return
+        try:
+            if target.normalize and reference is None:
+                reference = Reference(backend, target.batch_size)
+            if request["kind"] == "calibrate":
+                assert reference is not None
+                rounds = []
+                for _ in range(request["rounds"]):
+                    rounds.append(reference.measure())
+                    time.sleep(request["gap_s"])
+                conn.send({"ok": True, "rounds": rounds})
+                continue
+            model, shape = build(request, target.batch_size)
+            time_once = backend.prepare(model, shape)
+            # the machine's speed, read right before the subject is timed
+            reference_ms = reference.recent() if reference is not None else None
+            stats = run_protocol(
+                time_once, target.warmup, target.repeats, target.max_cv, target.retries
+            )
+            conn.send({"ok": True, "stats": stats.to_dict(), "reference_ms": reference_ms})
+        except Exception as exc:
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            conn.send({"ok": False, "error": detail.splitlines()[-1][:500]})
+
+
+def main() -> None:
+    """``python -m nas.latency._worker FD CONFIG``: serve requests on socket ``FD``."""
+    fd, config = int(sys.argv[1]), json.loads(sys.argv[2])
+    conn = Connection(fd)
+    try:
+        serve(conn, config["target"], config["cores"])
+    finally:
+        conn.close()
+
+
+if __name__ == "__main__":
+    main()

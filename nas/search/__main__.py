@@ -1,0 +1,110 @@
+"""Search ShuffleNet V2 archs for the best accuracy within a latency budget.
+
+    python -m nas.search --latency-budget 25ms
+
+With no other argument: the embedded CIFAR-10 subset, the default space, the cpu-torch-1t
+target, run directory runs/<study-name>/; a supernet is trained first (a short schedule)
+unless --supernet is given. Rerunning the same command continues the study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from nas._cli import ArgumentParser, run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(
+        prog="python -m nas.search",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--latency-budget", required=True, metavar="LATENCY", help="e.g. 25ms, 0.025s, 25000us"
+    )
+    parser.add_argument(
+        "--target",
+        default="cpu-torch-1t",
+        help="hardware target: shipped name or YAML (default cpu-torch-1t)",
+    )
+    parser.add_argument(
+        "--space",
+        help="search space: shipped name or YAML (default: the "
+        "supernet's, else shufflenetv2_cifar)",
+    )
+    parser.add_argument("--supernet", type=Path, help="trained supernet checkpoint")
+    parser.add_argument(
+        "--trials", type=int, default=40, help="complete trials the study should reach (default 40)"
+    )
+    parser.add_argument("--timeout", type=float, help="stop after this many seconds")
+    parser.add_argument("--sampler", default="tpe", help="tpe (default), nsga2 or random")
+    parser.add_argument("--storage", help="Optuna storage URL (default: SQLite in the run dir)")
+    parser.add_argument("--study-name", help="default: <space>-<target>-<budget>")
+    parser.add_argument("--run", type=Path, help="run directory (default runs/<study-name>)")
+    parser.add_argument(
+        "--proxy",
+        default="measured",
+        help="latency objective: measured (default), predicted or flops",
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--finetune-epochs",
+        type=int,
+        default=0,
+        help="fine-tune each exported Pareto model this many epochs",
+    )
+    parser.add_argument(
+        "--bn-batches",
+        type=int,
+        default=4,
+        help="training batches to re-estimate a sub-net's BatchNorm (default 4)",
+    )
+    parser.add_argument(
+        "--supernet-epochs",
+        type=int,
+        default=8,
+        help="epochs of the supernet trained when none is given (default 8)",
+    )
+    parser.add_argument("--supernet-strategy", default="spos", choices=("spos", "sandwich"))
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-progress", action="store_true")
+    from nas.train.__main__ import add_data_arguments, data_spec
+
+    add_data_arguments(parser)
+    parser.set_defaults(data=None)
+    args = parser.parse_args(argv)
+
+    from nas.latency import parse_latency
+    from nas.search import SearchOptions, run_search
+
+    options = SearchOptions(
+        latency_budget_ms=parse_latency(args.latency_budget),
+        target=args.target,
+        space=args.space,
+        supernet=args.supernet,
+        data=data_spec(args) if args.data is not None else None,
+        trials=args.trials,
+        timeout_s=args.timeout,
+        sampler=args.sampler,
+        storage=args.storage,
+        study_name=args.study_name,
+        run=args.run,
+        proxy=args.proxy,
+        seed=args.seed,
+        finetune_epochs=args.finetune_epochs,
+        bn_batches=args.bn_batches,
+        supernet_epochs=args.supernet_epochs,
+        supernet_strategy=args.supernet_strategy,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    run_search(options)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

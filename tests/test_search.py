@@ -1,0 +1,465 @@
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+
+import optuna
+import pandas as pd
+import pytest
+
+from nas import ArchConfig, load_space
+from nas.checkpoint import load_checkpoint, model_from_checkpoint
+from nas.data import DataSpec, load_data
+from nas.latency import HardwareTarget
+from nas.search import SearchOptions, dominates, hypervolume, pareto_front, run_search
+from nas.train import TrainConfig, evaluate, loader_for, train
+
+from . import postgres
+from .conftest import REPO, TINY_SPACE
+
+# -- pure functions ------------------------------------------------------------------------
+
+
+def _brute_front(points):
+    return sorted(
+        i
+        for i, p in enumerate(points)
+        if not any(dominates(q, p) for j, q in enumerate(points) if j != i)
+    )
+
+
+def test_pareto_front_matches_brute_force():
+    rng = random.Random(0)
+    for _ in range(50):
+        points = [
+            (rng.choice([0.1, 0.2, 0.3, 0.4]), rng.choice([1.0, 2.0, 3.0]))
+            for _ in range(rng.randint(1, 12))
+        ]
+        assert sorted(pareto_front(points)) == _brute_front(points)
+    assert pareto_front([(0.5, 2.0), (0.6, 1.0), (0.4, 3.0)]) == [1]
+
+
+def _brute_hypervolume(points, max_latency):
+    xs = sorted({t for _, t in points if t < max_latency} | {max_latency})
+    area = 0.0
+    for lo, hi in itertools.pairwise(xs):
+        top = max([a for a, t in points if t <= lo] + [0.0])
+        area += top * (hi - lo)
+    return area
+
+
+def test_hypervolume_matches_brute_force():
+    rng = random.Random(1)
+    for _ in range(50):
+        points = [(rng.random(), rng.uniform(1, 30)) for _ in range(rng.randint(1, 10))]
+        assert hypervolume(points, 25.0) == pytest.approx(_brute_hypervolume(points, 25.0))
+    assert hypervolume([(0.5, 10.0)], 20.0) == pytest.approx(5.0)
+    assert hypervolume([(0.5, 30.0)], 20.0) == 0.0
+    assert hypervolume([], 20.0) == 0.0
+
+
+# -- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_supernet(tmp_path_factory):
+    out = tmp_path_factory.mktemp("supernet")
+    config = TrainConfig(epochs=1, batch_size=64, steps_per_epoch=6, eval_every=0)
+    train(
+        load_space(TINY_SPACE),
+        load_data(DataSpec("embedded")),
+        config,
+        out,
+        progress=False,
+        log=lambda _: None,
+    )
+    return out / "supernet.pt"
+
+
+@pytest.fixture(scope="session")
+def fast_target(tmp_path_factory):
+    path = tmp_path_factory.mktemp("target") / "fast-torch.yaml"
+    HardwareTarget("fast-torch", "torch", warmup=2, repeats=10, max_cv=0.5, retries=0).to_yaml(path)
+    return path
+
+
+def _options(tmp_path, supernet, target, **kw) -> SearchOptions:
+    base = dict(
+        latency_budget_ms=50.0,
+        target=str(target),
+        supernet=supernet,
+        trials=5,
+        run=tmp_path / "run",
+        progress=False,
+        bn_batches=1,
+    )
+    return SearchOptions(**{**base, **kw})
+
+
+QUIET = {"log": lambda _: None}
+
+
+# -- the search ----------------------------------------------------------------------------
+
+
+def test_search_writes_a_front_within_the_budget(tmp_path, tiny_supernet, fast_target):
+    summary = run_search(_options(tmp_path, tiny_supernet, fast_target, trials=6), **QUIET)
+    run = tmp_path / "run"
+    front = pd.read_csv(run / "pareto.csv")
+    assert len(front) >= 1 and summary["front_size"] == len(front)
+    assert (front.latency_ms <= 50.0).all()
+    data = load_data(DataSpec("embedded"))
+    for row in front.itertuples():
+        arch = ArchConfig.from_yaml(run / "archs" / f"{row.arch_hash}.yaml")
+        payload = load_checkpoint(run / row.checkpoint, kind="model")
+        model = model_from_checkpoint(payload)
+        assert model.arch == arch and arch.hash == row.arch_hash
+        acc = evaluate(model, loader_for(data.val, data, arch, 256, "cpu"))["acc"]
+        assert acc == pytest.approx(row.val_acc)
+        assert payload["source"]["trial"] == row.trial
+    study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{run / 'study.db'}")
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == 6
+    for t in trials:
+        assert {"arch_hash", "val_acc", "latency_ms", "flops", "params"} <= set(t.user_attrs)
+        assert t.system_attrs["constraints:budget"] == pytest.approx(t.values[1] - 50.0)
+    assert summary["trials"]["complete"] == 6 and summary["hypervolume"] > 0
+    assert json.loads((run / "summary.json").read_text())["study"] == summary["study"]
+    # Rerunning the same options continues the study to the new trial count.
+    again = run_search(_options(tmp_path, tiny_supernet, fast_target, trials=8), **QUIET)
+    assert again["trials"]["complete"] == 8
+    resumed = optuna.load_study(
+        study_name=summary["study"], storage=f"sqlite:///{run / 'study.db'}"
+    )
+    before = {t.number: t.values for t in trials}
+    after = {
+        t.number: t.values for t in resumed.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    }
+    assert all(after[n] == v for n, v in before.items())
+
+
+def test_budget_splits_the_space_and_infeasible_trials_stay_recorded(
+    tmp_path, tiny_supernet, fast_target
+):
+    low, high = _extremes(fast_target)
+    budget = (low + high) / 2
+    summary = run_search(
+        _options(
+            tmp_path,
+            tiny_supernet,
+            fast_target,
+            trials=10,
+            latency_budget_ms=budget,
+            sampler="random",
+        ),
+        **QUIET,
+    )
+    front = pd.read_csv(tmp_path / "run" / "pareto.csv")
+    assert (front.latency_ms <= budget).all()
+    study = optuna.load_study(
+        study_name=summary["study"], storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}"
+    )
+    over = [t for t in study.trials if t.values and t.values[1] > budget]
+    assert over, "expected some trials over the budget"
+    assert all(t.number not in {b.number for b in study.best_trials} for t in over)
+    assert summary["feasible_share"] < 1.0
+
+
+def test_a_repeated_arch_reuses_its_result(tmp_path, tiny_supernet, fast_target):
+    space = load_space(TINY_SPACE)
+    options = _options(tmp_path, tiny_supernet, fast_target, trials=2, study_name="twice")
+    storage = f"sqlite:///{(tmp_path / 'run').resolve() / 'study.db'}"
+    (tmp_path / "run").mkdir()
+    study = optuna.create_study(
+        study_name="twice", storage=storage, directions=["maximize", "minimize"]
+    )
+    params = {k: v for k, v in space.sample(7).to_params().items() if k in space.searchable}
+    study.enqueue_trial(params)
+    study.enqueue_trial(params)
+    summary = run_search(options, **QUIET)
+    trials = optuna.load_study(study_name="twice", storage=storage).trials
+    assert trials[1].user_attrs["reused_from"] == 0
+    assert trials[1].values == trials[0].values
+    assert summary["trials"]["reused"] == 1
+
+
+def test_flops_proxy_translates_the_budget(tmp_path, tiny_supernet, fast_target):
+    low, high = _extremes(fast_target)
+    budget = (low + high) / 2
+    summary = run_search(
+        _options(
+            tmp_path, tiny_supernet, fast_target, trials=5, proxy="flops", latency_budget_ms=budget
+        ),
+        **QUIET,
+    )
+    assert summary["proxy"] == "flops"
+    assert summary["proxy_budget"] == pytest.approx(summary["flops_budget"]["mflops"])
+    assert summary["flops_budget"]["latency_ms"] <= budget
+    if summary["front_size"]:
+        front = pd.read_csv(tmp_path / "run" / "pareto.csv")
+        assert (front.latency_ms <= budget).all()  # measured, whatever the proxy said
+
+
+def _extremes(target_path):
+    from nas.latency import LatencyMeter, load_target
+
+    space = load_space(TINY_SPACE)
+    with LatencyMeter(load_target(target_path)) as meter:
+        return (
+            meter.measure_arch(space.min_arch).median_ms,
+            meter.measure_arch(space.max_arch).median_ms,
+        )
+
+
+# -- command line: errors, kill -9, workers, dashboard ---------------------------------
+
+
+def _cli(*args, env=None, **kw):
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "nas.search", *args],
+        cwd=kw.pop("cwd", REPO),
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--latency-budget", "25"], "has no unit"),
+        (["--latency-budget", "-3ms"], "is negative"),
+        (["--latency-budget", "fast"], "is not a duration"),
+        (["--latency-budget", "25ms", "--target", "tpu"], "unknown hardware target 'tpu'"),
+        (["--latency-budget", "25ms", "--space", "nope"], "unknown search space 'nope'"),
+        (["--latency-budget", "25ms", "--proxy", "guess"], "unknown proxy 'guess'"),
+        (["--latency-budget", "25ms", "--supernet", "missing.pt"], "checkpoint not found"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    proc = _cli(*args, "--run", str(tmp_path / "run"), cwd=tmp_path)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
+
+
+def test_supernet_of_another_space_is_refused(tmp_path, tiny_supernet):
+    proc = _cli(
+        "--latency-budget",
+        "25ms",
+        "--supernet",
+        str(tiny_supernet),
+        "--space",
+        "shufflenetv2_cifar",
+        "--run",
+        str(tmp_path / "run"),
+    )
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and "was trained for space 'tiny'" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_unreachable_storage_fails_fast(tmp_path, tiny_supernet):
+    start = time.monotonic()
+    proc = _cli(
+        "--latency-budget",
+        "25ms",
+        "--supernet",
+        str(tiny_supernet),
+        "--storage",
+        "postgresql+psycopg://nas:secret@127.0.0.1:1/optuna",
+        "--run",
+        str(tmp_path / "run"),
+    )
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2 and err.startswith("error: cannot open storage")
+    assert "secret" not in err and err.count("\n") == 1
+    assert time.monotonic() - start < 60 and not (tmp_path / "run").exists()
+
+
+def test_other_settings_leave_the_study_untouched(tmp_path, tiny_supernet, fast_target):
+    run_search(_options(tmp_path, tiny_supernet, fast_target, trials=2, study_name="s"), **QUIET)
+    db = tmp_path / "run" / "study.db"
+    before = db.read_bytes()
+    proc = _cli(
+        "--latency-budget",
+        "30ms",
+        "--target",
+        str(fast_target),
+        "--supernet",
+        str(tiny_supernet),
+        "--study-name",
+        "s",
+        "--run",
+        str(tmp_path / "run"),
+    )
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 2 and "budget_ms" in err and "new --study-name" in err
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{db}")
+    assert len(study.trials) == 2 and len(before) > 0
+
+
+def _complete_trials(db):
+    if not db.exists():
+        return []
+    with sqlite3.connect(db) as conn:
+        try:
+            return conn.execute("SELECT number FROM trials WHERE state = 'COMPLETE'").fetchall()
+        except sqlite3.OperationalError:
+            return []
+
+
+def test_kill_9_loses_no_completed_trial(tmp_path, tiny_supernet, fast_target):
+    args = [
+        "--latency-budget",
+        "50ms",
+        "--target",
+        str(fast_target),
+        "--supernet",
+        str(tiny_supernet),
+        "--run",
+        str(tmp_path / "run"),
+        "--bn-batches",
+        "1",
+        "--no-progress",
+        "--study-name",
+        "k",
+    ]
+    proc = _cli(*args, "--trials", "200")
+    db = tmp_path / "run" / "study.db"
+    deadline = time.monotonic() + 180
+    while len(_complete_trials(db)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    study = optuna.load_study(study_name="k", storage=f"sqlite:///{db}")
+    done = {t.number: t.values for t in study.trials if t.state.name == "COMPLETE"}
+    assert len(done) >= 3
+    resumed = _cli(*args, "--trials", str(len(done) + 2))
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert f"{len(done)} trials already complete" in out
+    study = optuna.load_study(study_name="k", storage=f"sqlite:///{db}")
+    after = {t.number: t.values for t in study.trials if t.state.name == "COMPLETE"}
+    assert len(after) == len(done) + 2
+    assert all(after[n] == v for n, v in done.items())
+
+
+@pytest.mark.skipif(postgres.unavailable() is not None, reason=str(postgres.unavailable()))
+def test_postgresql_workers_share_a_study_and_retry_a_dead_workers_trial(
+    tmp_path, tiny_supernet, fast_target
+):
+    with postgres.postgres_server() as url:
+        args = [
+            "--latency-budget",
+            "50ms",
+            "--target",
+            str(fast_target),
+            "--supernet",
+            str(tiny_supernet),
+            "--storage",
+            url,
+            "--study-name",
+            "shared",
+            "--bn-batches",
+            "1",
+            "--no-progress",
+            "--trials",
+            "14",
+        ]
+        env = {"NAS_STORAGE_HEARTBEAT": "1,4"}
+        a = _cli(*args, "--run", str(tmp_path / "a"), env=env)
+        b = _cli(*args, "--run", str(tmp_path / "b"), env=env)
+        storage = optuna.storages.RDBStorage(url)
+        deadline = time.monotonic() + 180
+        running_of_a: list[int] = []
+        while not running_of_a and time.monotonic() < deadline:  # kill A in mid-trial
+            try:
+                study = optuna.load_study(study_name="shared", storage=storage)
+                running_of_a = [
+                    t.number
+                    for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+                    if t.user_attrs.get("worker", "").endswith(f":{a.pid}")
+                ]
+            except KeyError:
+                pass
+            time.sleep(0.05)
+        assert running_of_a, "worker A never ran a trial"
+        a.send_signal(signal.SIGKILL)
+        a.wait()
+        _, err = b.communicate(timeout=400)
+        assert b.returncode == 0, err
+        study = optuna.load_study(study_name="shared", storage=storage)
+        complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+        failed = study.get_trials(states=(optuna.trial.TrialState.FAIL,))
+        assert len(complete) >= 14
+        numbers = [t.number for t in study.trials]
+        assert len(numbers) == len(set(numbers))
+        states = [
+            (t.number, t.state.name, t.user_attrs.get("worker"), t.system_attrs.get("failed_trial"))
+            for t in study.trials
+        ]
+        # the killed worker's trial was failed by heartbeat and re-run by the live worker
+        assert [f.number for f in failed] == running_of_a, states
+        retry = [t for t in study.trials if t.system_attrs.get("failed_trial") == running_of_a[0]]
+        assert len(retry) == 1 and retry[0].state.name == "COMPLETE", states
+        # killed mid-suggestion, the failed trial may hold only some params: the retry keeps
+        # those and samples the rest
+        assert failed[0].params.items() <= retry[0].params.items()
+        assert all(t.state.name in ("COMPLETE", "FAIL") for t in study.trials), states
+
+
+def test_study_opens_in_optuna_dashboard(tmp_path, tiny_supernet, fast_target):
+    run_search(_options(tmp_path, tiny_supernet, fast_target, trials=2, study_name="dash"), **QUIET)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dashboard = os.path.join(os.path.dirname(sys.executable), "optuna-dashboard")
+    proc = subprocess.Popen(
+        [
+            dashboard,
+            f"sqlite:///{tmp_path / 'run' / 'study.db'}",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2) as r:
+                    studies = json.loads(r.read())
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
+        names = [s["study_name"] for s in studies["study_summaries"]]
+        assert "dash" in names
+        study_id = studies["study_summaries"][names.index("dash")]["study_id"]
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{port}/api/studies/{study_id}", timeout=10
+        ) as r:
+            detail = json.loads(r.read())
+        assert len(detail["trials"]) == 2
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
