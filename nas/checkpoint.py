@@ -20,11 +20,11 @@ import torch
 
 from nas._errors import CheckpointError, ConfigError
 from nas.arch import ArchConfig
-from nas.models import ShuffleNetV2, Supernet
+from nas.models import ModelLayout, ShuffleNetV2, Supernet
 from nas.space import SearchSpace
 
 FORMAT = "shufflenas-checkpoint-v1"
-KINDS = ("supernet", "model")
+KINDS = ("supernet", "model", "int8")
 
 
 def versions() -> dict[str, str]:
@@ -122,9 +122,23 @@ def _load_state(module: torch.nn.Module, state: Any, what: str) -> None:
         ) from None
 
 
+def layout_of(payload: dict[str, Any]) -> ModelLayout | None:
+    """The channel layout of a pruned model's checkpoint (None: the arch's own)."""
+    if payload.get("layout") is None:
+        return None
+    try:
+        return ModelLayout.from_dict(payload["layout"])
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint layout is invalid: {exc}") from None
+
+
 def model_from_checkpoint(payload: dict[str, Any]) -> ShuffleNetV2:
-    """The standalone model of a ``model`` checkpoint, weights loaded, in eval mode."""
-    model = ShuffleNetV2(arch_of(payload))
+    """The standalone model of a ``model`` checkpoint (pruned ones rebuilt from their
+    stored channel layout), weights loaded, in eval mode."""
+    try:
+        model = ShuffleNetV2(arch_of(payload), layout=layout_of(payload))
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint layout does not fit its arch: {exc}") from None
     _load_state(model, payload.get("state_dict"), "model")
     return model.eval()
 

@@ -20,13 +20,16 @@ class ExportError(NasError):
 
 
 def export_onnx(
-    model: nn.Module, input_shape: tuple[int, ...], path: str | Path | None = None
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    path: str | Path | None = None,
+    dynamic_batch: bool = False,
 ) -> bytes:
     """ONNX bytes (and ``path`` if given) of ``model`` in eval mode at a fixed input shape.
 
     Uses the TorchScript-based exporter: it handles the channel shuffle's view/transpose
     and exports a small model in well under a second, which matters when thousands of
-    blocks are measured for a lookup table.
+    blocks are measured for a lookup table. ``dynamic_batch`` leaves the batch size free.
     """
     model = model.eval()
     x = torch.randn(*input_shape)
@@ -43,6 +46,9 @@ def export_onnx(
                 input_names=["input"],
                 output_names=["output"],
                 do_constant_folding=True,
+                dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}
+                if dynamic_batch
+                else None,
             )
         except Exception as exc:
             raise ExportError(f"ONNX export failed: {type(exc).__name__}: {exc}") from None

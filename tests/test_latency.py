@@ -9,6 +9,7 @@ import sys
 import time
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -22,7 +23,6 @@ from nas.latency import (
     LatencyPredictor,
     MeasurementError,
     arch_blocks,
-    build_lut,
     kendall_tau,
     load_target,
     parse_latency,
@@ -32,7 +32,7 @@ from nas.latency import (
     summarize,
 )
 from nas.latency._predictor import fit_overhead
-from nas.latency._validate import summary, validate
+from nas.latency._validate import summary
 from nas.onnx import export_onnx, max_abs_difference
 
 from .conftest import REPO, TINY_SPACE
@@ -383,33 +383,6 @@ def test_block_params_match_torch_counts():
             assert sum(b.params for b in arch_blocks(arch)) == count_params(arch)
 
 
-def test_lut_build_predict_validate_on_a_tiny_space(cache, tmp_path):
-    space = load_space(TINY_SPACE)
-    target = _fast("torch")
-    with LatencyMeter(target, cache=cache) as meter:
-        predictor = build_lut(
-            target, space, meter, fit_samples=6, passes=1, progress=False, log=lambda _: None
-        )
-        assert set(predictor.table) == {b.key for b in space_blocks(space)}
-        frame, result = validate(predictor, meter, space, samples=8, passes=1, progress=False)
-    assert len(frame) == 8 and 0 <= result["within_10pct"] <= 1
-    assert -1 <= result["kendall_tau"] <= 1
-    path = predictor.save(tmp_path / "lut.json")
-    loaded = LatencyPredictor.load(path)
-    arch = space.sample(3)
-    assert loaded.predict(arch) == pytest.approx(predictor.predict(arch))
-    start = time.perf_counter()
-    for _ in range(200):
-        loaded.predict(arch)
-    assert (time.perf_counter() - start) / 200 < 1e-3  # well under a millisecond
-    with pytest.raises(ConfigError, match="built for target"):
-        loaded.check(load_target("cpu-ort-1t"), meter.environment)
-    with pytest.raises(ConfigError, match="measured elsewhere"):
-        loaded.check(target, {**meter.environment, "cpu": "another CPU"})
-    with pytest.raises(ConfigError, match="lacks"):
-        loaded.predict(load_space().max_arch)
-
-
 def test_kendall_tau_matches_a_brute_force_count():
     rng = np.random.default_rng(0)
     for _ in range(5):
@@ -510,3 +483,22 @@ def test_cli_build_lut_and_validate(tmp_path):
     assert checked.returncode == 0, checked.stderr
     assert "Kendall tau" in checked.stdout
     assert (out / "validation.csv").exists() and (out / "validation.png").stat().st_size > 1000
+    frame = pd.read_csv(out / "validation.csv")
+    assert len(frame) == 6 and (frame.measured_ms > 0).all() and (frame.predicted_ms > 0).all()
+
+    space, loaded = load_space(TINY_SPACE), LatencyPredictor.load(lut)
+    assert set(loaded.table) == {b.key for b in space_blocks(space)}
+    arch = space.sample(3)
+    start = time.perf_counter()
+    for _ in range(200):
+        loaded.predict(arch)
+    assert (time.perf_counter() - start) / 200 < 1e-3  # well under a millisecond
+    with LatencyMeter(_fast("torch"), cache=LatencyCache(tmp_path / "c.sqlite")) as meter:
+        environment = meter.environment
+    loaded.check(_fast("torch"), environment)
+    with pytest.raises(ConfigError, match="built for target"):
+        loaded.check(load_target("cpu-ort-1t"), environment)
+    with pytest.raises(ConfigError, match="measured elsewhere"):
+        loaded.check(_fast("torch"), {**environment, "cpu": "another CPU"})
+    with pytest.raises(ConfigError, match="lacks"):
+        loaded.predict(load_space().max_arch)

@@ -463,3 +463,39 @@ def test_study_opens_in_optuna_dashboard(tmp_path, tiny_supernet, fast_target):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_main_command_end_to_end(tmp_path, fast_target):
+    """The CLI as a user runs it: trains its own supernet on the embedded data, searches,
+    measures and exports the front (tiny space and trial count to fit CI)."""
+    proc = _cli(
+        "--latency-budget",
+        "50ms",
+        "--space",
+        str(TINY_SPACE),
+        "--target",
+        str(fast_target),
+        "--trials",
+        "4",
+        "--supernet-epochs",
+        "1",
+        "--bn-batches",
+        "1",
+        "--no-progress",
+        cwd=tmp_path,
+    )
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    assert "training one on embedded" in out and "Pareto front" in out
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and runs[0].name == "tiny-fast-torch-50ms"
+    run = runs[0]
+    front = pd.read_csv(run / "pareto.csv")
+    assert len(front) >= 1 and (front.latency_ms <= 50.0).all()
+    assert (run / "supernet" / "supernet.pt").exists() and (run / "study.db").exists()
+    for row in front.itertuples():
+        model_from_checkpoint(load_checkpoint(run / row.checkpoint, kind="model"))
+        ArchConfig.from_yaml(run / "archs" / f"{row.arch_hash}.yaml")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["trials"]["complete"] == 4 and summary["front_size"] == len(front)
+    assert summary["data"]["counts"] == {"train": 4500, "val": 500, "test": 1000}

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import socket
 import subprocess
 import sys
@@ -121,10 +122,27 @@ class LatencyMeter:
         request = {"kind": "module", "module": module, "input_shape": list(input_shape)}
         return self._measure(key or "module", request, use_cache=key is not None)
 
+    def measure_built(
+        self, factory: str, path: str | Path, input_shape: tuple[int, ...], use_cache: bool = True
+    ) -> Measurement:
+        """Measure the module ``factory(path)`` builds in the measuring process, where
+        ``factory`` is ``"package.module:function"``: for models that cannot travel by
+        pickle (quantized modules) or that another package knows how to load."""
+        return self._measure(
+            f"built:{factory}:{_file_hash(Path(path))}:{list(input_shape)}",
+            {
+                "kind": "built",
+                "factory": factory,
+                "path": str(path),
+                "input_shape": list(input_shape),
+            },
+            use_cache,
+        )
+
     def close(self) -> None:
         if self._process is not None:
             try:
-                self._conn.send(None)
+                self._conn.send_bytes(pickle.dumps(None))
                 self._process.wait(timeout=10)
             except (OSError, subprocess.TimeoutExpired):
                 pass
@@ -213,13 +231,15 @@ class LatencyMeter:
         if self._process is None or self._process.poll() is not None:
             self._start()
         try:
-            self._conn.send(request)
+            # plain pickle: copies tensors (multiprocessing's pickler would try to share
+            # them through a handshake our separately started worker cannot answer)
+            self._conn.send_bytes(pickle.dumps(request))
             if not self._conn.poll(self.timeout_s):
                 self.close()
                 raise MeasurementError(
                     f"measurement on {self.target.name} took longer than {self.timeout_s:.0f} s"
                 )
-            reply = self._conn.recv()
+            reply = pickle.loads(self._conn.recv_bytes())
         except (EOFError, OSError, BrokenPipeError):
             code = self._process.wait() if self._process is not None else None
             self._process = self._conn = None

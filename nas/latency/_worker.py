@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pickle
 import statistics
 import sys
 import time
@@ -44,6 +45,12 @@ def build(request: dict[str, Any], batch_size: int) -> tuple[nn.Module | Path, t
         model = model_from_checkpoint(load_checkpoint(request["path"], kind="model"))
         arch = model.arch
         return model, (batch_size, arch.in_channels, arch.resolution, arch.resolution)
+    if kind == "built":
+        import importlib
+
+        module_name, function = request["factory"].split(":")
+        model = getattr(importlib.import_module(module_name), function)(request["path"])
+        return model, (batch_size, *request["input_shape"][1:])
     if kind == "onnx":
         return Path(request["path"]), (batch_size, *request["input_shape"][1:])
     raise ValueError(f"unknown request kind {kind!r}")
@@ -98,7 +105,7 @@ def serve(conn: Connection, target_data: dict[str, Any], cores: list[int] | None
     reference: Reference | None = None
     while True:
         try:
-            request = conn.recv()
+            request = pickle.loads(conn.recv_bytes())
         except EOFError:
             return
         if request is None:
@@ -112,7 +119,7 @@ def serve(conn: Connection, target_data: dict[str, Any], cores: list[int] | None
                 for _ in range(request["rounds"]):
                     rounds.append(reference.measure())
                     time.sleep(request["gap_s"])
-                conn.send({"ok": True, "rounds": rounds})
+                conn.send_bytes(pickle.dumps({"ok": True, "rounds": rounds}))
                 continue
             model, shape = build(request, target.batch_size)
             time_once = backend.prepare(model, shape)
@@ -121,10 +128,12 @@ def serve(conn: Connection, target_data: dict[str, Any], cores: list[int] | None
             stats = run_protocol(
                 time_once, target.warmup, target.repeats, target.max_cv, target.retries
             )
-            conn.send({"ok": True, "stats": stats.to_dict(), "reference_ms": reference_ms})
+            conn.send_bytes(
+                pickle.dumps({"ok": True, "stats": stats.to_dict(), "reference_ms": reference_ms})
+            )
         except Exception as exc:
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            conn.send({"ok": False, "error": detail.splitlines()[-1][:500]})
+            conn.send_bytes(pickle.dumps({"ok": False, "error": detail.splitlines()[-1][:500]}))
 
 
 def main() -> None:

@@ -1,15 +1,19 @@
 """Models: the standalone :class:`ShuffleNetV2`, the weight-sharing :class:`Supernet`, costs."""
 
 from nas.models._blocks import ShuffleUnit, channel_shuffle
-from nas.models._cost import count_flops, count_params
+from nas.models._cost import count_flops, count_model, count_params
+from nas.models._layout import ModelLayout, UnitLayout
 from nas.models._shufflenetv2 import ShuffleNetV2
 from nas.models._supernet import Supernet
 
 __all__ = [
+    "ModelLayout",
     "ShuffleNetV2",
     "ShuffleUnit",
     "Supernet",
+    "UnitLayout",
     "channel_shuffle",
     "count_flops",
+    "count_model",
     "count_params",
 ]

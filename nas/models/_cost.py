@@ -37,3 +37,15 @@ def count_flops(arch: ArchConfig) -> int:
     published numbers (x0.5: 41M, x1.0: 146M at 224 px).
     """
     return _counts(arch)[1]
+
+
+def count_model(model: torch.nn.Module, input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """Parameters and MACs (as :func:`count_flops`) of any model instance, e.g. a pruned
+    one, for one input of ``input_shape`` (batch 1)."""
+    params = sum(p.numel() for p in model.parameters())
+    was_training = model.training
+    device = next(model.parameters()).device
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(torch.zeros(*input_shape, device=device))
+    model.train(was_training)
+    return params, counter.get_total_flops() // 2

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from nas.arch import STAGE_NAMES, ArchConfig
 from nas.models._blocks import ShuffleUnit
+from nas.models._layout import ModelLayout
 
 
 class ShuffleNetV2(nn.Module):
@@ -16,15 +17,26 @@ class ShuffleNetV2(nn.Module):
     Module and parameter names follow ``torchvision.models.ShuffleNetV2`` (``conv1``,
     ``maxpool``, ``stage2``-``stage4``, ``conv5``, ``fc``), so a torchvision state dict of
     the same shape loads as is. The ``cifar`` stem is a stride-1 ``conv1`` and no max-pool.
+    With a ``layout`` (a pruned model) the channel counts come from it instead of the
+    arch's widths and split ratios.
     """
 
-    def __init__(self, arch: ArchConfig, unit: Callable[..., nn.Module] = ShuffleUnit) -> None:
+    def __init__(
+        self,
+        arch: ArchConfig,
+        unit: Callable[..., nn.Module] = ShuffleUnit,
+        layout: ModelLayout | None = None,
+    ) -> None:
         super().__init__()
         self.arch = arch
+        self.layout = layout
+        if layout is not None:
+            layout.check(arch)
         stem_stride = 2 if arch.stem == "imagenet" else 1
+        stem = layout.stem if layout is not None else arch.stem_channels
         self.conv1 = nn.Sequential(
-            nn.Conv2d(arch.in_channels, arch.stem_channels, 3, stem_stride, 1, bias=False),
-            nn.BatchNorm2d(arch.stem_channels),
+            nn.Conv2d(arch.in_channels, stem, 3, stem_stride, 1, bias=False),
+            nn.BatchNorm2d(stem),
             nn.ReLU(inplace=True),
         )
         self.maxpool: nn.Module = (
@@ -35,19 +47,24 @@ class ShuffleNetV2(nn.Module):
         self.stage2: nn.Sequential
         self.stage3: nn.Sequential
         self.stage4: nn.Sequential
-        in_channels = arch.stem_channels
+        in_channels = stem
         for s, name in enumerate(STAGE_NAMES):
-            width, ratio, kernel = arch.widths[s], arch.split_ratios[s], arch.kernels[s]
-            units = [unit(in_channels, width, 2, ratio, kernel)]
-            units += [unit(width, width, 1, ratio, kernel) for _ in range(arch.repeats[s] - 1)]
+            if layout is not None:
+                units: list[nn.Module] = [ShuffleUnit.from_layout(u) for u in layout.stages[s]]
+                in_channels = layout.stages[s][-1].out_channels
+            else:
+                width, ratio, kernel = arch.widths[s], arch.split_ratios[s], arch.kernels[s]
+                units = [unit(in_channels, width, 2, ratio, kernel)]
+                units += [unit(width, width, 1, ratio, kernel) for _ in range(arch.repeats[s] - 1)]
+                in_channels = width
             setattr(self, name, nn.Sequential(*units))
-            in_channels = width
+        last = layout.last if layout is not None else arch.last_channels
         self.conv5 = nn.Sequential(
-            nn.Conv2d(in_channels, arch.last_channels, 1, 1, 0, bias=False),
-            nn.BatchNorm2d(arch.last_channels),
+            nn.Conv2d(in_channels, last, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(last),
             nn.ReLU(inplace=True),
         )
-        self.fc = nn.Linear(arch.last_channels, arch.num_classes)
+        self.fc = nn.Linear(last, arch.num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.maxpool(self.conv1(x))

@@ -22,7 +22,7 @@ from nas.arch import ArchConfig
 from nas.checkpoint import load_checkpoint, save_checkpoint
 from nas.data import BatchLoader, DataSplits
 from nas.data._loader import _mix
-from nas.models import ShuffleNetV2, Supernet
+from nas.models import ModelLayout, ShuffleNetV2, Supernet
 from nas.space import SearchSpace
 from nas.train import _distributed
 from nas.train._config import TrainConfig, lr_at
@@ -68,6 +68,7 @@ def train(
     report_test: bool = True,
     log: Callable[[str], None] = print,
     initial: dict[str, torch.Tensor] | None = None,
+    layout: ModelLayout | None = None,
 ) -> dict[str, Any]:
     """Train a standalone net (``ArchConfig``) or a supernet (``SearchSpace``) into ``out``.
 
@@ -79,7 +80,9 @@ def train(
     """
     ctx = _distributed.setup(device)
     try:
-        run = _Run(subject, data, config, Path(out), ctx, resume, progress, report_test, log)
+        run = _Run(
+            subject, data, config, Path(out), ctx, resume, progress, report_test, log, layout
+        )
         if initial is not None and run.state.global_step == 0:
             run.model.load_state_dict(initial)
         return run.run()
@@ -99,7 +102,9 @@ class _Run:
         progress: bool,
         report_test: bool,
         log: Callable[[str], None],
+        layout: ModelLayout | None = None,
     ) -> None:
+        self.layout = layout  # a pruned model's channels (standalone nets only)
         self.subject = fit_to_data(subject, data)
         if self.subject is not subject and ctx.main:
             log(
@@ -115,7 +120,7 @@ class _Run:
         self.model: nn.Module = (
             Supernet(self.subject)
             if isinstance(self.subject, SearchSpace)
-            else ShuffleNetV2(self.subject)
+            else ShuffleNetV2(self.subject, layout=layout)
         ).to(self.device)
         if self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -169,6 +174,8 @@ class _Run:
             ident["space"] = self.subject.to_dict()
         else:
             ident["arch"] = self.subject.to_dict()
+            if self.layout is not None:
+                ident["layout"] = self.layout.to_dict()
         return ident
 
     def _prepare(self, resume: bool) -> None:
@@ -200,7 +207,7 @@ class _Run:
 
     def _check_compatible(self, saved: dict[str, Any]) -> None:
         now = self._identity()
-        for key in ("space", "arch", "train"):
+        for key in ("space", "arch", "layout", "train"):
             if saved.get(key) != now.get(key):
                 raise CheckpointError(
                     f"cannot resume: the {key} differs from the saved run in "

@@ -1,0 +1,120 @@
+"""Lookup-table latency predictor: build it on each CPU target and validate it.
+
+    python benchmarks/latency_predictor.py --scale cpu
+
+For every target: measure every block of the default space and 32 archs end to end in 3
+passes (median per entry), fit the overhead, then measure 100 other random archs end to
+end (median of 3 passes) and compare. Goal from the issue: >= 95% of archs within ±10%
+and Kendall tau >= 0.9. Writes results/latency_predictor_<scale>.{json,md} and a scatter
+plot and CSV per target under results/latency_predictor/. Nothing else may run on the
+machine meanwhile: the measurements are the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, write_results
+
+from nas.latency import LatencyMeter, build_lut, default_lut_path, load_target
+from nas.latency._validate import error_by_axis, validate, write_report
+from nas.space import load_space
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", choices=("cpu",), default="cpu")
+    parser.add_argument("--targets", nargs="+", default=["cpu-torch-1t", "cpu-ort-1t"])
+    parser.add_argument("--space", default="shufflenetv2_cifar")
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument("--fit-samples", type=int, default=30)
+    args = parser.parse_args()
+    space = load_space(args.space)
+    rows, details = [], {}
+    for name in args.targets:
+        target = load_target(name)
+        started = time.time()
+        with LatencyMeter(target) as meter:
+            predictor = build_lut(
+                target,
+                space,
+                meter,
+                fit_samples=args.fit_samples,
+                passes=args.passes,
+                progress=False,
+            )
+            predictor.save(default_lut_path(target, space))
+            built = time.time() - started
+            frame, result = validate(
+                predictor, meter, space, args.samples, passes=args.passes, progress=False
+            )
+        out = RESULTS / "latency_predictor" / name
+        write_report(frame, result, out, f"{name} · {space.name}")
+        worst = error_by_axis(frame, space)
+        rows.append(
+            {
+                "target": name,
+                "blocks": len(predictor.table),
+                "archs": result["samples"],
+                "within_5pct": result["within_5pct"],
+                "within_10pct": result["within_10pct"],
+                "kendall_tau": result["kendall_tau"],
+                "mape_pct": result["mape_pct"],
+                "flops_kendall_tau": result["flops_kendall_tau"],
+                "goal_met": result["within_10pct"] >= 0.95 and result["kendall_tau"] >= 0.9,
+                "build_minutes": built / 60,
+                "validate_minutes": (time.time() - started - built) / 60,
+            }
+        )
+        details[name] = {
+            "fit": predictor.fit,
+            "slope": predictor.slope,
+            "per_mparam": predictor.per_mparam,
+            "intercept": predictor.intercept,
+            "median_pass_spread_pct": float(frame.pass_spread_pct.median()),
+            "worst_axes": worst.to_dict(orient="records"),
+        }
+        print(rows[-1], flush=True)
+    write_results(
+        "latency_predictor",
+        args.scale,
+        rows,
+        {
+            "space": space.name,
+            "passes": args.passes,
+            "fit_samples": args.fit_samples,
+            "details": details,
+        },
+        [
+            "target",
+            "blocks",
+            "archs",
+            "within_5pct",
+            "within_10pct",
+            "kendall_tau",
+            "mape_pct",
+            "flops_kendall_tau",
+            "goal_met",
+            "build_minutes",
+            "validate_minutes",
+        ],
+        notes=(
+            f"Validation archs: {args.samples} random archs of {space.name} (seed 2000), "
+            f"none of them among the {args.fit_samples + 2} fit archs (seed 1000). Measured "
+            f"latency = median of {args.passes} passes minutes apart, each speed-normalised "
+            "to the machine's calibrated speed. flops_kendall_tau: rank correlation of "
+            "FLOPs with measured latency, for comparison. Scatter plots and per-arch CSV: "
+            "results/latency_predictor/<target>/."
+        ),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""What pruning and quantization share: loading a model checkpoint with its data, the
+metrics recorded before and after, latency on a target."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from nas._errors import CheckpointError, ConfigError
+from nas.arch import ArchConfig
+from nas.checkpoint import arch_of, load_checkpoint, model_from_checkpoint
+from nas.data import BatchLoader, DataSpec, DataSplits, load_data
+from nas.latency import Measurement
+from nas.models import ShuffleNetV2, count_model
+from nas.train import evaluate, loader_for
+
+
+def load_source(
+    checkpoint: Path, data: DataSpec | None
+) -> tuple[dict[str, Any], ShuffleNetV2, DataSplits]:
+    """A model checkpoint, the model rebuilt from it and its data (the one it was trained
+    on unless ``data`` says otherwise)."""
+    payload = load_checkpoint(checkpoint, kind="model")
+    arch = arch_of(payload)
+    model = model_from_checkpoint(payload)
+    if data is None:
+        if "data" not in payload:
+            raise CheckpointError(f"{checkpoint} records no data source; pass --data")
+        data = DataSpec.from_dict(payload["data"]["spec"])
+    splits = load_data(data)
+    if (splits.num_classes, splits.channels) != (arch.num_classes, arch.in_channels):
+        raise ConfigError(
+            f"{checkpoint} classifies {arch.num_classes} classes of "
+            f"{arch.in_channels}-channel images; the data has "
+            f"{splits.num_classes} classes of {splits.channels}"
+        )
+    return payload, model, splits
+
+
+def model_metrics(model: ShuffleNetV2, data: DataSplits, device: str = "cpu") -> dict[str, Any]:
+    """Parameters, MACs, validation and test accuracy of ``model``."""
+    arch = model.arch
+    params, flops = count_model(model, input_shape(arch))
+    val = evaluate(model, loader_for(data.val, data, arch, 256, device))["acc"]
+    test = evaluate(model, loader_for(data.test, data, arch, 256, device))["acc"]
+    return {"params": params, "flops": flops, "val_acc": val, "test_acc": test}
+
+
+def input_shape(arch: ArchConfig, batch_size: int = 1) -> tuple[int, int, int, int]:
+    return (batch_size, arch.in_channels, arch.resolution, arch.resolution)
+
+
+def train_batches(
+    data: DataSplits, arch: ArchConfig, batch_size: int, seed: int, augment: bool = False
+) -> BatchLoader:
+    return BatchLoader(
+        data.train,
+        batch_size,
+        mean=data.mean,
+        std=data.std,
+        shuffle=True,
+        augment=augment,
+        resolution=arch.resolution,
+        seed=seed,
+    )
+
+
+def latency_record(target: str, measurement: Measurement) -> dict[str, Any]:
+    stats = measurement.stats
+    return {
+        "target": target,
+        "latency_ms": stats.median_ms,
+        "latency_p90_ms": stats.p90_ms,
+        "latency_cv": stats.cv,
+        "noisy": stats.noisy,
+    }

@@ -1,0 +1,176 @@
+"""Pruning a checkpoint end to end: metrics before, prune (iteratively), fine-tune, after."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from compress._common import latency_record, load_source, model_metrics, train_batches
+from compress.prune._prune import PruneConfig, count_channels, layout_of, prune_once
+from nas._errors import ConfigError
+from nas.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from nas.data import DataSpec, DataSplits
+from nas.latency import LatencyMeter, load_target
+from nas.models import ShuffleNetV2
+from nas.train import FINAL, STATE, TrainConfig, recalibrate_bn, train
+
+
+def measure(path: Path, target_name: str | None) -> dict[str, Any] | None:
+    if target_name is None:
+        return None
+    with LatencyMeter(load_target(target_name)) as meter:
+        return latency_record(target_name, meter.measure_checkpoint(path))
+
+
+def prune_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    config: PruneConfig,
+    *,
+    steps: int = 1,
+    finetune_epochs: int = 0,
+    data: DataSpec | None = None,
+    target: str | None = "cpu-torch-1t",
+    lr: float = 0.01,
+    batch_size: int = 128,
+    bn_batches: int = 8,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Prune a model checkpoint into ``out`` (a checkpoint that stores the channel layout)
+    and write ``out`` with ``.json`` beside it: params, FLOPs, latency on ``target``,
+    validation and test accuracy before and after. Test accuracy is only reported."""
+    if steps < 1 or finetune_epochs < 0:
+        raise ConfigError("--steps must be >= 1 and --finetune-epochs >= 0")
+    source, out = Path(checkpoint), Path(out)
+    _, model, splits = load_source(source, data)
+    arch = model.arch
+    before = {
+        **model_metrics(model, splits, device),
+        "channels": count_channels(layout_of(model)),
+        "latency": measure(source, target),
+    }
+    log(f"before: {_line(before)}")
+    original = count_channels(layout_of(model))
+    per_step = math.ceil(finetune_epochs / steps) if finetune_epochs else 0
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+        for step in range(1, steps + 1):
+            target_removed = round(config.ratio * original * step / steps)
+            model = prune_once(
+                model,
+                config,
+                target_removed,
+                train_batches(splits, arch, batch_size, seed),
+            )
+            recalibrate_bn(model, train_batches(splits, arch, batch_size, seed), bn_batches)
+            if per_step:
+                model = _finetune(
+                    model,
+                    splits,
+                    per_step,
+                    lr,
+                    batch_size,
+                    seed,
+                    Path(tmp) / f"step{step}",
+                    device,
+                    progress,
+                )
+            log(
+                f"step {step}/{steps}: {count_channels(layout_of(model))} of {original} "
+                "channels left"
+            )
+        layout = layout_of(model)
+        metrics_after = model_metrics(model.eval(), splits, device)
+        record = {
+            "prune": {
+                **asdict(config),
+                "steps": steps,
+                "finetune_epochs": finetune_epochs,
+                "lr": lr,
+                "source": str(source),
+            },
+            "before": before,
+        }
+        save_checkpoint(
+            out,
+            {
+                "kind": "model",
+                "arch": arch.to_dict(),
+                "layout": layout.to_dict(),
+                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "data": splits.info,
+                "metrics": metrics_after,
+                "source": record,
+            },
+        )
+    after = {**metrics_after, "channels": count_channels(layout), "latency": measure(out, target)}
+    report = {
+        **record,
+        "after": after,
+        "checkpoint": str(out),
+        "ratio_reached": 1 - after["channels"] / original,
+        "speedup": _speedup(before, after),
+    }
+    json_path = out.with_suffix(".json")
+    json_path.write_text(json.dumps(report, indent=1))
+    log(f"after:  {_line(after)}")
+    if report["speedup"]:
+        log(
+            f"removed {report['ratio_reached']:.1%} of channels: {report['speedup']:.2f}x "
+            f"faster on {target}, params {before['params'] / after['params']:.2f}x fewer, "
+            f"FLOPs {before['flops'] / after['flops']:.2f}x fewer -> {out}, {json_path}"
+        )
+    return report
+
+
+def _finetune(
+    model: ShuffleNetV2,
+    data: DataSplits,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    out: Path,
+    device: str,
+    progress: bool,
+) -> ShuffleNetV2:
+    config = TrainConfig(
+        epochs=epochs, lr=lr, schedule="cosine", warmup=0.0, batch_size=batch_size, seed=seed
+    )
+    train(
+        model.arch,
+        data,
+        config,
+        out,
+        device=device,
+        progress=progress,
+        report_test=False,
+        log=lambda _: None,
+        initial=model.state_dict(),
+        layout=model.layout,
+        resume=(out / STATE).exists(),
+    )
+    tuned = model_from_checkpoint(load_checkpoint(out / FINAL["model"], kind="model"))
+    return tuned
+
+
+def _speedup(before: dict[str, Any], after: dict[str, Any]) -> float | None:
+    if before.get("latency") and after.get("latency"):
+        return float(before["latency"]["latency_ms"] / after["latency"]["latency_ms"])
+    return None
+
+
+def _line(m: dict[str, Any]) -> str:
+    lat = f"  latency {m['latency']['latency_ms']:.3f} ms" if m.get("latency") else ""
+    return (
+        f"params {m['params'] / 1e6:.3f}M  FLOPs {m['flops'] / 1e6:.1f}M  val acc "
+        f"{m['val_acc']:.4f}  test acc {m['test_acc']:.4f}{lat}"
+    )

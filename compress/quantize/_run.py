@@ -1,0 +1,337 @@
+"""Quantizing a checkpoint end to end: fp32 reference, int8 variants, accuracy and
+latency side by side on one target, the fastest variant that keeps its accuracy."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from compress._common import input_shape, latency_record, load_source, model_metrics, train_batches
+from compress.quantize import _onnx, _torch
+from nas._errors import ConfigError
+from nas.checkpoint import save_checkpoint
+from nas.data import DataSpec, DataSplits
+from nas.latency import LatencyMeter, load_target
+from nas.models import ShuffleNetV2
+from nas.onnx import export_onnx, max_abs_difference
+from nas.train import evaluate, loader_for
+
+METHODS = ("ptq", "qat")
+RUNTIMES = {"onnxruntime": "cpu-ort-1t", "torch": "cpu-torch-1t"}
+
+
+def quantize_checkpoint(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    method: str = "ptq",
+    runtime: str = "onnxruntime",
+    target: str | None = None,
+    calib_batches: int = 16,
+    data: DataSpec | None = None,
+    qat_epochs: int = 1,
+    lr: float = 1e-3,
+    batch_size: int = 64,
+    max_drop: float = 0.01,
+    seed: int = 0,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Static int8 of a model checkpoint into the directory ``out``.
+
+    ``onnxruntime``: ``fp32.onnx`` and one int8 ONNX model per variant (format,
+    per-channel, reduce-range), each checked against torch, its validation accuracy
+    computed and its latency measured on ``target`` next to fp32; ``int8.onnx`` is the
+    fastest variant within ``max_drop`` of fp32's validation accuracy. ``torch``: eager
+    int8 (x86 kernels), stored as ``int8.pt``. ``qat`` fine-tunes with fake quantization
+    for ``qat_epochs`` before converting. ``quantize.json`` records everything; test
+    accuracy is computed for fp32 and the chosen model only, after the choice.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown --method {method!r}: use one of {', '.join(METHODS)}")
+    if runtime not in RUNTIMES:
+        raise ConfigError(f"unknown --runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
+    if calib_batches < 1 or qat_epochs < 1 or not 0 <= max_drop < 1:
+        raise ConfigError("--calib-batches and --qat-epochs must be >= 1, --max-drop in [0, 1)")
+    target = target or RUNTIMES[runtime]
+    target_spec = load_target(target)
+    if target_spec.runtime != runtime:
+        raise ConfigError(
+            f"target {target!r} runs {target_spec.runtime}, not {runtime}: pick a target "
+            f"of that runtime (for example {RUNTIMES[runtime]})"
+        )
+    source, out = Path(checkpoint), Path(out)
+    _, model, splits = load_source(source, data)
+    model.eval()
+    fp32 = model_metrics(model, splits)
+    log(f"fp32: val acc {fp32['val_acc']:.4f}  test acc {fp32['test_acc']:.4f}")
+    if method == "qat":
+        prepared = _qat(model, splits, qat_epochs, lr, batch_size, seed, progress)
+    else:
+        prepared = _torch.prepare(model)
+        _calibrate(prepared, splits, model, calib_batches, batch_size, seed)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        if runtime == "onnxruntime":
+            base = model if method == "ptq" else _torch.float_model(prepared, model)
+            report = _onnxruntime(
+                base, splits, work, target, calib_batches, batch_size, seed, max_drop, log
+            )
+        else:
+            report = _torch_runtime(model, prepared, splits, work, target, max_drop, log)
+        report = {
+            "source": str(source),
+            "method": method,
+            "runtime": runtime,
+            "target": target_spec.to_dict(),
+            "calib_batches": calib_batches,
+            "qat_epochs": qat_epochs if method == "qat" else 0,
+            "max_drop": max_drop,
+            "data": splits.info,
+            "fp32": {**fp32, **report.pop("fp32")},
+            **report,
+        }
+        log(_verdict(report))
+        (work / "quantize.json").write_text(json.dumps(report, indent=1))
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return report
+
+
+def _calibrate(
+    prepared: torch.nn.Module,
+    data: DataSplits,
+    model: ShuffleNetV2,
+    batches: int,
+    batch_size: int,
+    seed: int,
+) -> None:
+    with torch.no_grad():
+        for i, (x, _) in enumerate(train_batches(data, model.arch, batch_size, seed + 1)):
+            if i == batches:
+                break
+            prepared(x)
+
+
+def _qat(
+    model: ShuffleNetV2,
+    data: DataSplits,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    progress: bool,
+) -> _torch.QuantShuffleNet:
+    """Fine-tune with fake quantization (observers learn the ranges, weights adapt);
+    BatchNorm statistics are frozen for the last epoch, observers too after the first."""
+    torch.manual_seed(seed)
+    net = _torch.prepare(model, qat=True)
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True)
+    loader = train_batches(data, model.arch, batch_size, seed, augment=True)
+    steps = epochs * len(loader)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    bar = tqdm(total=steps, desc="qat", disable=not progress, unit="batch")
+    for epoch in range(epochs):
+        net.train()
+        if epoch == epochs - 1 and epochs > 1:
+            net.apply(torch.ao.nn.intrinsic.qat.freeze_bn_stats)
+        if epoch >= 1:
+            net.apply(torch.ao.quantization.disable_observer)
+        loader.set_epoch(epoch)
+        for x, y in loader:
+            loss = F.cross_entropy(net(x), y, label_smoothing=0.1)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    return net.eval()
+
+
+def _onnxruntime(
+    model: ShuffleNetV2,
+    data: DataSplits,
+    work: Path,
+    target: str,
+    calib_batches: int,
+    batch_size: int,
+    seed: int,
+    max_drop: float,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    arch = model.arch
+    spec = load_target(target)
+    shape = input_shape(arch, spec.batch_size)
+    fp32_path = work / "fp32.onnx"
+    export_onnx(model, shape, fp32_path, dynamic_batch=True)
+    drift = max_abs_difference(model, fp32_path, shape)
+    if drift > 1e-3:
+        raise ConfigError(f"the fp32 ONNX export differs from torch by {drift:.2e}")
+    pre = _onnx.preprocess(fp32_path, work / "fp32-pre.onnx")
+    calibration = [
+        x.numpy()
+        for _, (x, _) in zip(
+            range(calib_batches), train_batches(data, arch, batch_size, seed + 1), strict=False
+        )
+    ]
+    val_x, val_y = _split_arrays(data, "val", arch)
+    fp32_logits = _onnx.predict(fp32_path, iter(val_x))
+    fp32_val = float((fp32_logits.argmax(1) == val_y).mean())
+    variants: list[dict[str, Any]] = []
+    for variant in _onnx.VARIANTS:
+        path = work / f"int8-{variant.name}.onnx"
+        _onnx.quantize(pre, path, variant, calibration)
+        logits = _onnx.predict(path, iter(val_x))
+        variants.append(
+            {
+                **variant.to_dict(),
+                "file": path.name,
+                "val_acc": float((logits.argmax(1) == val_y).mean()),
+                "top1_agreement": float((logits.argmax(1) == fp32_logits.argmax(1)).mean()),
+                "max_logit_difference": float(np.abs(logits - fp32_logits).max()),
+                "ops": _onnx.op_counts(path),
+                "size_bytes": path.stat().st_size,
+            }
+        )
+    with LatencyMeter(spec) as meter:  # side by side, in one worker
+        fp32_latency = latency_record(target, meter.measure_onnx(fp32_path, shape))
+        for v in variants:
+            v["latency"] = latency_record(target, meter.measure_onnx(work / v["file"], shape))
+            v["speedup"] = fp32_latency["latency_ms"] / v["latency"]["latency_ms"]
+            log(
+                f"  {v['name']:<32} {v['latency']['latency_ms']:7.3f} ms  "
+                f"x{v['speedup']:.2f}  val acc {v['val_acc']:.4f}"
+            )
+    chosen = _choose(variants, fp32_val, max_drop)
+    test_x, test_y = _split_arrays(data, "test", arch)
+    chosen_test = float(
+        (_onnx.predict(work / chosen["file"], iter(test_x)).argmax(1) == test_y).mean()
+    )
+    shutil.copyfile(work / chosen["file"], work / "int8.onnx")
+    (work / "fp32-pre.onnx").unlink()
+    return {
+        "fp32": {
+            "onnx_val_acc": fp32_val,
+            "onnx_max_difference": drift,
+            "latency": fp32_latency,
+            "size_bytes": fp32_path.stat().st_size,
+            "file": "fp32.onnx",
+        },
+        "variants": variants,
+        "int8": {**chosen, "test_acc": chosen_test, "file": "int8.onnx"},
+    }
+
+
+def _torch_runtime(
+    model: ShuffleNetV2,
+    prepared: _torch.QuantShuffleNet,
+    data: DataSplits,
+    work: Path,
+    target: str,
+    max_drop: float,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    arch = model.arch
+    spec = load_target(target)
+    shape = input_shape(arch, spec.batch_size)
+    int8 = _torch.convert(prepared)
+    val = evaluate(int8, loader_for(data.val, data, arch, 256, "cpu"))["acc"]
+    fp32_val = evaluate(model, loader_for(data.val, data, arch, 256, "cpu"))["acc"]
+    test = evaluate(int8, loader_for(data.test, data, arch, 256, "cpu"))["acc"]
+    fp32_path = save_checkpoint(
+        work / "fp32.pt",
+        {
+            "kind": "model",
+            "arch": arch.to_dict(),
+            "layout": _layout(model),
+            "state_dict": model.state_dict(),
+        },
+    )
+    path = save_checkpoint(
+        work / "int8.pt",
+        {
+            "kind": "int8",
+            "arch": arch.to_dict(),
+            "layout": _layout(model),
+            "engine": _torch.ENGINE,
+            "state_dict": int8.state_dict(),
+        },
+    )
+    with LatencyMeter(spec) as meter:  # side by side, in one worker
+        fp32_latency = latency_record(target, meter.measure_checkpoint(fp32_path))
+        int8_latency = latency_record(
+            target, meter.measure_built("compress.quantize._torch:load_int8", path, shape)
+        )
+    chosen = {
+        "name": f"torch-{_torch.ENGINE}-per-channel",
+        "val_acc": val,
+        "test_acc": test,
+        "latency": int8_latency,
+        "speedup": fp32_latency["latency_ms"] / int8_latency["latency_ms"],
+        "within_max_drop": val >= fp32_val - max_drop,
+        "size_bytes": path.stat().st_size,
+        "file": path.name,
+    }
+    log(f"  {chosen['name']:<32} {int8_latency['latency_ms']:7.3f} ms  x{chosen['speedup']:.2f}")
+    return {
+        "fp32": {"latency": fp32_latency, "file": fp32_path.name},
+        "variants": [chosen],
+        "int8": chosen,
+    }
+
+
+def _layout(model: ShuffleNetV2) -> dict[str, Any] | None:
+    return model.layout.to_dict() if model.layout is not None else None
+
+
+def _choose(variants: list[dict[str, Any]], fp32_val: float, max_drop: float) -> dict[str, Any]:
+    for v in variants:
+        v["within_max_drop"] = v["val_acc"] >= fp32_val - max_drop
+    eligible = [v for v in variants if v["within_max_drop"]] or variants
+    return min(eligible, key=lambda v: v["latency"]["latency_ms"])
+
+
+def _split_arrays(
+    data: DataSplits, split: str, arch: Any
+) -> tuple[Iterator[np.ndarray], np.ndarray]:
+    xs, ys = [], []
+    for x, y in loader_for(getattr(data, split), data, arch, 256, "cpu"):
+        xs.append(x.numpy())
+        ys.append(y.numpy())
+    return xs, np.concatenate(ys)  # type: ignore[return-value]
+
+
+def _verdict(report: dict[str, Any]) -> str:
+    fp32, int8 = report["fp32"], report["int8"]
+    target = report["target"]["name"]
+    fast = int8["speedup"]
+    drop = fp32["val_acc"] - int8["val_acc"]
+    line = (
+        f"int8 ({int8['name']}) on {target}: {int8['latency']['latency_ms']:.3f} ms vs fp32 "
+        f"{fp32['latency']['latency_ms']:.3f} ms, x{fast:.2f}; val acc {int8['val_acc']:.4f} "
+        f"({-drop * 100:+.2f} points), test acc {int8['test_acc']:.4f}"
+    )
+    if fast < 1.0:
+        line += f"\nint8 is NOT faster than fp32 on {target}: keep the fp32 model there"
+    return line
+
+
+__all__ = ["METHODS", "RUNTIMES", "quantize_checkpoint"]

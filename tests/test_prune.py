@@ -1,0 +1,253 @@
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from compress.prune import (
+    PruneConfig,
+    apply,
+    channel_groups,
+    count_channels,
+    layout_of,
+    prune_once,
+    pruned_layout,
+)
+from nas import ConfigError, ShuffleNetV2, Supernet, load_space, preset
+from nas.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
+from nas.data import load_data
+from nas.models import ModelLayout
+from nas.onnx import export_onnx, max_abs_difference
+from nas.train import TrainConfig, train
+
+from .conftest import REPO, TINY_SPACE, randomize_bn
+
+
+def _models():
+    space = load_space()
+    rng = random.Random(3)
+    cases = [
+        ("x0_5 imagenet", ShuffleNetV2(preset("shufflenet_v2_x0_5", resolution=64))),
+        ("x1_0 cifar", ShuffleNetV2(preset("shufflenet_v2_x1_0_cifar"))),
+    ]
+    cases += [(f"space sample {i}", ShuffleNetV2(space.sample(rng))) for i in range(4)]
+    supernet = Supernet(load_space(TINY_SPACE))
+    cases += [
+        (f"supernet extract {i}", supernet.extract(supernet.space.sample(i))) for i in range(3)
+    ]
+    return cases
+
+
+MODELS = _models()
+
+
+def _random_removal(layout, rng, fraction=0.3):
+    removed = {}
+    for name, layer in channel_groups(layout).items():
+        n = len(layer.channels)
+        count = min(n - 1, int(fraction * n))
+        if count:
+            removed[name] = set(rng.sample(range(n), count))
+    return removed
+
+
+def _make_inert(model, removed):
+    """Zero the BatchNorm scale and shift of every removed channel wherever it appears:
+    the channel then carries exact zeros, so removing it must not change the output."""
+    modules = dict(model.named_modules())
+    layers = channel_groups(layout_of(model))
+    with torch.no_grad():
+        for name, idxs in removed.items():
+            for j in idxs:
+                for module, role, index in layers[name].channels[j]:
+                    if role == "bn":
+                        modules[module].weight[index] = 0.0
+                        modules[module].bias[index] = 0.0
+                if name.endswith(".mid"):  # its depthwise output has a BN of its own
+                    unit = name.rsplit(".", 1)[0]
+                    bn = modules[f"{unit}.branch2.4"]
+                    bn.weight[j], bn.bias[j] = 0.0, 0.0
+
+
+@pytest.mark.parametrize(("label", "model"), MODELS, ids=[m[0] for m in MODELS])
+def test_pruning_inert_channels_keeps_the_function(label, model):
+    torch.manual_seed(0)
+    randomize_bn(model)
+    model.eval()
+    rng = random.Random(label)
+    removed = _random_removal(layout_of(model), rng)
+    _make_inert(model, removed)
+    arch = model.arch
+    x = torch.randn(2, arch.in_channels, arch.resolution, arch.resolution)
+    with torch.no_grad():
+        expected = model(x)
+        pruned = apply(model, removed).eval()
+        torch.testing.assert_close(pruned(x), expected, atol=1e-5, rtol=1e-4)
+    assert count_channels(pruned.layout) == count_channels(layout_of(model)) - sum(
+        map(len, removed.values())
+    )
+    # and once more on the pruned model: layouts compose
+    again = _random_removal(pruned.layout, rng, fraction=0.2)
+    _make_inert(pruned, again)
+    with torch.no_grad():
+        torch.testing.assert_close(apply(pruned, again).eval()(x), pruned(x), atol=1e-5, rtol=1e-4)
+
+
+def test_standard_layout_and_empty_pruning_agree():
+    arch = preset("shufflenet_v2_x0_5_cifar")
+    layout = ModelLayout.standard(arch)
+    assert pruned_layout(layout, {}) == layout  # every unit still a plain 2-group shuffle
+    layers = channel_groups(layout)
+    stream = [layer for n, layer in layers.items() if not n.endswith((".mid", "last"))]
+    assert all(len(ch) > 2 for group in stream for ch in group.channels)  # has consumers
+    expected = 24 + 1024 + sum(2 * u.branch + u.short for s in layout.stages for u in s)
+    assert count_channels(layout) == expected
+
+
+@pytest.mark.parametrize("importance", ["l1", "group-norm", "taylor"])
+@pytest.mark.parametrize("global_ranking", [False, True])
+def test_prune_once_reaches_the_ratio(importance, global_ranking):
+    torch.manual_seed(1)
+    model = ShuffleNetV2(preset("shufflenet_v2_x0_5_cifar"))
+    data = load_data("synthetic")
+    from nas.data import BatchLoader
+
+    batches = BatchLoader(data.train, 16, mean=data.mean, std=data.std, shuffle=True)
+    total = count_channels(layout_of(model))
+    pruned = prune_once(
+        model,
+        PruneConfig(0.3, importance, global_ranking),
+        round(0.3 * total),
+        batches,
+        num_batches=2,
+    )
+    reached = 1 - count_channels(pruned.layout) / total
+    assert reached == pytest.approx(0.3, abs=0.02 if not global_ranking else 0.002)
+    assert pruned(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    assert pruned.layout.pruned["original_channels"] == total
+
+
+def test_pruned_checkpoint_round_trip_and_onnx(tmp_path):
+    torch.manual_seed(2)
+    model = ShuffleNetV2(preset("shufflenet_v2_x0_5_cifar")).eval()
+    randomize_bn(model)
+    pruned = apply(model, _random_removal(layout_of(model), random.Random(0))).eval()
+    path = save_checkpoint(
+        tmp_path / "p.pt",
+        {
+            "kind": "model",
+            "arch": model.arch.to_dict(),
+            "layout": pruned.layout.to_dict(),
+            "state_dict": pruned.state_dict(),
+        },
+    )
+    loaded = model_from_checkpoint(load_checkpoint(path))  # weights_only, rebuilt from data
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), pruned(x))
+    assert max_abs_difference(pruned, export_onnx(pruned, (1, 3, 32, 32)), (1, 3, 32, 32)) < 1e-4
+
+
+def test_bad_pruning_options():
+    with pytest.raises(ConfigError, match="strictly between 0 and 1"):
+        PruneConfig(1.5)
+    with pytest.raises(ConfigError, match="strictly between 0 and 1"):
+        PruneConfig(0.0)
+    with pytest.raises(ConfigError, match="unknown importance"):
+        PruneConfig(0.3, "random")
+
+
+# -- command line ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained")
+    train(
+        preset("shufflenet_v2_x0_5_cifar"),
+        load_data("synthetic:classes=4,train=96,test=8"),
+        TrainConfig(epochs=3, batch_size=16, lr=0.05),
+        out,
+        progress=False,
+        log=lambda _: None,
+    )
+    return out / "model.pt"
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "compress.prune", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=600,
+    )
+
+
+def test_cli_prunes_finetunes_and_reports(tmp_path, trained):
+    target = tmp_path / "fast.yaml"
+    from nas.latency import HardwareTarget
+
+    HardwareTarget("fast", "torch", warmup=2, repeats=10, normalize=False).to_yaml(target)
+    out = tmp_path / "pruned.pt"
+    result = _cli(
+        "--checkpoint",
+        str(trained),
+        "--ratio",
+        "0.3",
+        "--out",
+        str(out),
+        "--steps",
+        "2",
+        "--finetune-epochs",
+        "2",
+        "--target",
+        str(target),
+        "--no-progress",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "before:" in result.stdout and "after:" in result.stdout
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["ratio_reached"] == pytest.approx(0.3, abs=0.02)
+    assert report["after"]["params"] < 0.8 * report["before"]["params"]
+    assert report["after"]["flops"] < report["before"]["flops"]
+    assert report["after"]["val_acc"] > 0.5  # fine-tuned, on learnable data (chance 0.25)
+    assert report["speedup"] > 0 and report["after"]["latency"]["latency_ms"] > 0
+    payload = load_checkpoint(out, kind="model")
+    assert payload["layout"] and payload["source"]["prune"]["ratio"] == 0.3
+    model_from_checkpoint(payload)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--checkpoint", "missing.pt", "--ratio", "0.3"], "checkpoint not found"),
+        (["--ratio", "1.5"], "strictly between 0 and 1"),
+        (["--ratio", "-0.2"], "strictly between 0 and 1"),
+        (["--ratio", "0.3", "--importance", "random"], "unknown importance"),
+    ],
+)
+def test_cli_bad_input(tmp_path, trained, args, message):
+    if "--checkpoint" not in args:
+        args = ["--checkpoint", str(trained), *args]
+    result = _cli(*args, "--out", str(tmp_path / "p.pt"))
+    assert result.returncode == 2 and result.stderr.startswith("error: ")
+    assert message in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "p.pt").exists()
+
+
+def test_cli_refuses_supernets_and_archless_checkpoints(tmp_path):
+    save_checkpoint(tmp_path / "s.pt", {"kind": "supernet", "space": {}})
+    result = _cli(
+        "--checkpoint", str(tmp_path / "s.pt"), "--ratio", "0.3", "--out", str(tmp_path / "p.pt")
+    )
+    assert result.returncode == 2 and "a model checkpoint is needed" in result.stderr
+    save_checkpoint(tmp_path / "m.pt", {"kind": "model", "state_dict": {}})
+    result = _cli(
+        "--checkpoint", str(tmp_path / "m.pt"), "--ratio", "0.3", "--out", str(tmp_path / "p.pt")
+    )
+    assert result.returncode == 2 and "has no 'arch'" in result.stderr
