@@ -37,6 +37,8 @@ from nas.onnx import export_onnx, max_abs_difference
 
 from .conftest import REPO, TINY_SPACE
 
+MICRO_SPACE = REPO / "tests" / "data" / "micro_space.yaml"
+
 # -- budgets -------------------------------------------------------------------------------
 
 
@@ -455,7 +457,7 @@ def test_cli_build_lut_and_validate(tmp_path):
         "--target",
         str(target),
         "--space",
-        str(TINY_SPACE),
+        str(MICRO_SPACE),
         "--fit-samples",
         "4",
         "--passes",
@@ -463,7 +465,7 @@ def test_cli_build_lut_and_validate(tmp_path):
         "--no-progress",
     )
     assert built.returncode == 0, built.stderr
-    lut = tmp_path / f"test-torch-cpu.{load_space(TINY_SPACE).name}.lut.json"
+    lut = tmp_path / f"test-torch-cpu.{load_space(MICRO_SPACE).name}.lut.json"
     assert lut.exists() and str(lut) in built.stdout  # next to the user's target file
     out = tmp_path / "val"
     checked = _cli(
@@ -471,7 +473,7 @@ def test_cli_build_lut_and_validate(tmp_path):
         "--target",
         str(target),
         "--space",
-        str(TINY_SPACE),
+        str(MICRO_SPACE),
         "--samples",
         "6",
         "--out",
@@ -486,7 +488,7 @@ def test_cli_build_lut_and_validate(tmp_path):
     frame = pd.read_csv(out / "validation.csv")
     assert len(frame) == 6 and (frame.measured_ms > 0).all() and (frame.predicted_ms > 0).all()
 
-    space, loaded = load_space(TINY_SPACE), LatencyPredictor.load(lut)
+    space, loaded = load_space(MICRO_SPACE), LatencyPredictor.load(lut)
     assert set(loaded.table) == {b.key for b in space_blocks(space)}
     arch = space.sample(3)
     start = time.perf_counter()

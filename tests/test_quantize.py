@@ -116,7 +116,7 @@ def test_onnxruntime_variants_quantize_real_blocks(tmp_path):
     fp32 = _onnx.predict(tmp_path / "fp32.onnx", iter([x.numpy()]))
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(fp32), model(x), atol=1e-4, rtol=1e-4)
-    for variant in (VARIANTS[0], next(v for v in VARIANTS if v.format == "qdq")):
+    for variant in (VARIANTS[0], next(v for v in VARIANTS if v.format == "qoperator")):
         path = _onnx.quantize(pre, tmp_path / f"{variant.name}.onnx", variant, calibration)
         ops = _onnx.op_counts(path)
         if variant.format == "qoperator":
@@ -126,6 +126,24 @@ def test_onnxruntime_variants_quantize_real_blocks(tmp_path):
         got = _onnx.predict(path, iter([x.numpy()]))
         error = float(((got - fp32) ** 2).sum() ** 0.5 / (fp32**2).sum() ** 0.5)
         assert error < 0.15, f"{variant.name}: relative error {error:.3f}"
+
+
+@pytest.mark.parametrize(("label", "model"), MODELS, ids=IDS)
+def test_gather_shuffle_is_the_same_function_without_reshapes(label, model, tmp_path):
+    import onnx
+
+    from compress.quantize._onnx import gather_shuffle, op_counts
+    from nas.onnx import export_onnx
+
+    converted = gather_shuffle(model).eval()
+    x = _input(model, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(converted(x), model(x))
+    export_onnx(converted, tuple(x[:1].shape), tmp_path / "g.onnx")
+    ops = op_counts(tmp_path / "g.onnx")
+    units = sum(model.arch.repeats)
+    assert ops["Gather"] == units and "Transpose" not in ops and "Reshape" not in ops
+    assert onnx.load(str(tmp_path / "g.onnx"))
 
 
 # -- command line ----------------------------------------------------------------------
@@ -176,6 +194,7 @@ def test_cli_onnxruntime_ptq(tmp_path, trained, targets):
     assert "int8 (" in result.stdout and " vs fp32 " in result.stdout
     report = json.loads((out / "quantize.json").read_text())
     assert {v["name"] for v in report["variants"]} == {v.name for v in VARIANTS}
+    assert [g["graph"] for g in report["fp32"]["graphs"]] == ["reshape", "gather"]
     for v in report["variants"]:
         assert (out / v["file"]).exists() and v["latency"]["latency_ms"] > 0
         assert v["top1_agreement"] > 0.8

@@ -1,0 +1,210 @@
+"""Pruning and int8 quantization: speedups and accuracy drops, measured side by side.
+
+    python benchmarks/compression.py --scale cpu
+
+Trains a ShuffleNetV2 x1.0 (CIFAR stem) on the embedded data (or takes ``--checkpoint``),
+prunes 30% of its channels with fine-tuning, quantizes the original and the pruned model
+to int8 (ONNX Runtime variants, and torch eager x86), then measures every model on every
+CPU target in one run, alternating models per round. Goals from the issue: pruning 30%
+>= 1.4x with <= 1 point drop; int8 >= 1.5x over the best fp32 runtime with <= 1 point.
+Writes results/compression_<scale>.{json,md}. Nothing else may run on the machine
+meanwhile: the measurements are the result. Resumable: finished stages are kept in
+``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_results
+
+from compress.prune import PruneConfig, prune_checkpoint
+from compress.quantize import quantize_checkpoint
+from nas import preset
+from nas.checkpoint import load_checkpoint, model_from_checkpoint
+from nas.data import load_data
+from nas.latency import LatencyMeter, load_target
+from nas.train import FINAL, STATE, TrainConfig, train
+
+SCALES = {"cpu": {"epochs": 10, "finetune": 5, "data": "embedded"}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", choices=tuple(SCALES), default="cpu")
+    parser.add_argument("--checkpoint", type=Path, help="a trained model instead of training")
+    parser.add_argument("--preset", default="shufflenet_v2_x1_0_cifar")
+    parser.add_argument("--ratio", type=float, default=0.3)
+    parser.add_argument("--work", type=Path, default=Path("runs/bench-compression"))
+    parser.add_argument("--rounds", type=int, default=9)
+    args = parser.parse_args()
+    scale = SCALES[args.scale]
+    work = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        checkpoint = work / "base" / FINAL["model"]
+        if not checkpoint.exists():
+            started = time.time()
+            train(
+                preset(args.preset),
+                load_data(scale["data"]),
+                TrainConfig(epochs=scale["epochs"], batch_size=128, lr=0.1),
+                work / "base",
+                resume=(work / "base" / STATE).exists(),
+            )
+            timings["train_s"] = time.time() - started
+
+    pruned = work / "pruned.pt"
+    if not pruned.with_suffix(".json").exists():
+        started = time.time()
+        prune_checkpoint(
+            checkpoint,
+            pruned,
+            PruneConfig(args.ratio, "group-norm", global_ranking=False),
+            steps=3,
+            finetune_epochs=scale["finetune"],
+            lr=0.02,
+            target=None,
+        )
+        timings["prune_s"] = time.time() - started
+    prune_report = json.loads(pruned.with_suffix(".json").read_text())
+
+    quantized: dict[str, dict[str, Any]] = {}
+    for name, source in (("base", checkpoint), ("pruned", pruned)):
+        for runtime in ("onnxruntime", "torch"):
+            out = work / f"int8-{name}-{runtime}"
+            if not (out / "quantize.json").exists():
+                started = time.time()
+                quantize_checkpoint(source, out, runtime=runtime, calib_batches=16)
+                timings[f"quantize_{name}_{runtime}_s"] = time.time() - started
+            quantized[f"{name}/{runtime}"] = json.loads((out / "quantize.json").read_text())
+
+    # Every model on every target, in one run, rounds alternating between models.
+    base_model = model_from_checkpoint(load_checkpoint(checkpoint, kind="model"))
+    arch = base_model.arch
+    shape = (1, arch.in_channels, arch.resolution, arch.resolution)
+    subjects = {
+        "cpu-torch-1t": {
+            "fp32": ("checkpoint", checkpoint),
+            "pruned fp32": ("checkpoint", pruned),
+            "int8": ("int8", work / "int8-base-torch" / "int8.pt"),
+            "pruned int8": ("int8", work / "int8-pruned-torch" / "int8.pt"),
+        },
+        "cpu-ort-1t": {
+            "fp32": ("onnx", work / "int8-base-onnxruntime" / "fp32.onnx"),
+            "pruned fp32": ("onnx", work / "int8-pruned-onnxruntime" / "fp32.onnx"),
+            "int8": ("onnx", work / "int8-base-onnxruntime" / "int8.onnx"),
+            "pruned int8": ("onnx", work / "int8-pruned-onnxruntime" / "int8.onnx"),
+        },
+    }
+    samples: dict[tuple[str, str], list[float]] = {}
+    for target_name, models in subjects.items():
+        with LatencyMeter(load_target(target_name)) as meter:
+            for _ in range(args.rounds):
+                for label, (kind, path) in models.items():
+                    if kind == "checkpoint":
+                        m = meter.measure_checkpoint(path, use_cache=False)
+                    elif kind == "int8":
+                        m = meter.measure_built(
+                            "compress.quantize._torch:load_int8", path, shape, use_cache=False
+                        )
+                    else:
+                        m = meter.measure_onnx(path, shape, use_cache=False)
+                    samples.setdefault((target_name, label), []).append(m.stats.median_ms)
+
+    flops = {
+        "fp32": prune_report["before"]["flops"] / 1e6,
+        "pruned fp32": prune_report["after"]["flops"] / 1e6,
+    }
+    accuracy = {
+        "fp32": (prune_report["before"]["val_acc"], prune_report["before"]["test_acc"]),
+        "pruned fp32": (prune_report["after"]["val_acc"], prune_report["after"]["test_acc"]),
+    }
+    rows = []
+    # Ratios are taken within a round (all models of a target measured within seconds of
+    # each other) and the median over rounds is reported: the host's speed drifts between
+    # rounds by more than the differences being measured.
+    fp32_ort = samples[("cpu-ort-1t", "fp32")]
+    for target_name, models in subjects.items():
+        runtime = "torch" if "torch" in target_name else "onnxruntime"
+        acc = dict(accuracy)
+        for name in ("base", "pruned"):
+            q = quantized[f"{name}/{runtime}"]["int8"]
+            acc["int8" if name == "base" else "pruned int8"] = (q["val_acc"], q["test_acc"])
+        fp32 = samples[(target_name, "fp32")]
+        for label in models:
+            ms = samples[(target_name, label)]
+            ratios = [f / m for f, m in zip(fp32, ms, strict=True)]
+            rows.append(
+                {
+                    "target": target_name,
+                    "model": label,
+                    "latency_ms": _median(ms),
+                    "speedup": _median(ratios),
+                    "speedup_min": min(ratios),
+                    "speedup_max": max(ratios),
+                    "vs_ort_fp32": _median([f / m for f, m in zip(fp32_ort, ms, strict=True)]),
+                    "flops_M": flops[label.replace(" int8", " fp32").replace("int8", "fp32")],
+                    "val_acc": acc[label][0],
+                    "test_acc": acc[label][1],
+                    "val_drop_points": 100 * (accuracy["fp32"][0] - acc[label][0]),
+                }
+            )
+    extra = {
+        "checkpoint": str(checkpoint),
+        "prune": prune_report,
+        "quantize": quantized,
+        "rounds": args.rounds,
+        "samples": {f"{t}/{m}": v for (t, m), v in samples.items()},
+        "timings_s": timings,
+    }
+    columns = [
+        "target",
+        "model",
+        "latency_ms",
+        "speedup",
+        "speedup_min",
+        "speedup_max",
+        "vs_ort_fp32",
+        "flops_M",
+        "val_acc",
+        "test_acc",
+        "val_drop_points",
+    ]
+    notes = (
+        f"{args.preset} trained {scale['epochs']} epochs on the `{scale['data']}` data; pruning: "
+        f"{args.ratio:.0%} of channels (group-norm, per layer, 3 steps, "
+        f"{prune_report['prune']['finetune_epochs']} fine-tuning epochs), reached "
+        f"{prune_report['ratio_reached']:.1%}. int8 on onnxruntime: the fastest variant within "
+        f"1 point of validation accuracy ({quantized['base/onnxruntime']['int8']['name']} for "
+        f"the original). Latency: median over {args.rounds} rounds of each model's median, "
+        "rounds alternating between models. speedup: vs fp32 on the same target, the median "
+        "(min, max) over rounds of the ratio within a round; vs_ort_fp32: vs fp32 on ONNX "
+        "Runtime, the fastest fp32 runtime here. int8 FLOPs are the fp32 model's (MACs). "
+        "Accuracy: val (500 "
+        "images, carved from train) decides; test (1000 images) is reported only."
+    )
+    json_path, md_path = write_results("compression", args.scale, rows, extra, columns, notes)
+    print(md_path.read_text())
+    print(f"-> {json_path}")
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
+
+
+if __name__ == "__main__":
+    main()
