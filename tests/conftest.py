@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,9 @@ settings.load_profile("default")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Long tests first: with xdist's work stealing the short ones fill in around them
+    # instead of one long test running alone at the end.
+    items.sort(key=lambda item: "slow" not in item.keywords)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
@@ -48,6 +52,26 @@ def _data_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     os.environ["NAS_CACHE_DIR"] = str(shared / "nas-cache")
 
 
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
 SHARED_ARCHIVE = REPO.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 TINY_SPACE = REPO / "tests" / "data" / "tiny_space.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_supernet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A supernet of the tiny space, briefly trained on the embedded data (per worker)."""
+    from nas.data import DataSpec, load_data
+    from nas.space import load_space
+    from nas.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("supernet")
+    config = TrainConfig(epochs=1, batch_size=64, steps_per_epoch=6, eval_every=0)
+    train(
+        load_space(TINY_SPACE),
+        load_data(DataSpec("embedded")),
+        config,
+        out,
+        progress=False,
+        log=lambda _: None,
+    )
+    return out / "supernet.pt"

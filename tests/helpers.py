@@ -50,3 +50,16 @@ def tar_folder(folder: Path, out: Path, prefix: str = "dataset") -> Path:
     with tarfile.open(out, "w:gz") as tar:
         tar.add(folder, arcname=prefix)
     return out
+
+
+def call_cli(main, args, capsys):
+    """A command's ``main`` run in this process as its ``__main__`` runs it (one-line errors,
+    exit codes): the error paths without paying a new interpreter per case."""
+    from nas._cli import run
+
+    try:
+        code = run(main, [str(a) for a in args])
+    except SystemExit as exc:  # argparse
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -139,6 +139,7 @@ def test_synthetic_source_options():
         load_data("synthetic:colors=3")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_ARCHIVE.exists(), reason="needs ../shared/data/cifar10-jpg.tar.gz")
 def test_shared_cifar10_archive_loads_from_cache_fast():
     load_data(str(SHARED_ARCHIVE))  # decodes once (seconds), or hits the session cache

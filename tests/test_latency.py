@@ -188,8 +188,9 @@ def _fast(runtime: str, device: str = "cpu", **kw) -> HardwareTarget:
     )
 
 
-BACKEND_CASES = [pytest.param(r, "cpu", id=f"{r}-cpu") for r in RUNTIMES] + [
-    pytest.param(r, "cuda", id=f"{r}-cuda", marks=pytest.mark.gpu) for r in RUNTIMES
+LOCAL = [r for r in RUNTIMES if RUNTIMES[r].local]  # remote: tests/test_remote.py
+BACKEND_CASES = [pytest.param(r, "cpu", id=f"{r}-cpu") for r in LOCAL] + [
+    pytest.param(r, "cuda", id=f"{r}-cuda", marks=pytest.mark.gpu) for r in LOCAL
 ]
 
 
@@ -239,6 +240,7 @@ def cache(tmp_path):
     return LatencyCache(tmp_path / "latency.sqlite")
 
 
+@pytest.mark.slow
 def test_meter_measures_and_caches(cache):
     target = _fast("torch")
     arch = preset("shufflenet_v2_x0_5_cifar")
@@ -258,6 +260,7 @@ def test_meter_measures_and_caches(cache):
     assert len(cache) == 2
 
 
+@pytest.mark.slow
 def test_meter_measures_blocks_checkpoints_and_onnx(cache, tmp_path):
     from nas import ShuffleNetV2
 
@@ -328,6 +331,7 @@ class Crash(torch.nn.Module):
         os._exit(3)
 
 
+@pytest.mark.slow
 def test_a_measuring_process_that_dies_fails_the_call_and_is_replaced(cache):
     blocks = arch_blocks(preset("shufflenet_v2_x0_5_cifar"))
     with LatencyMeter(_fast("torch", normalize=False), cache=cache) as meter:
@@ -340,6 +344,7 @@ def test_a_measuring_process_that_dies_fails_the_call_and_is_replaced(cache):
         assert meter.measure_block(blocks[2]).median_ms > 0
 
 
+@pytest.mark.slow
 def test_default_space_is_cut_by_25ms_on_the_default_target():
     """Issue: the smallest arch well under 25 ms, the largest above (cpu-torch-1t)."""
     space = load_space()
@@ -376,12 +381,13 @@ def test_fit_overhead_recovers_the_model():
     )
 
 
+@pytest.mark.slow
 def test_block_params_match_torch_counts():
     from nas import count_params
 
     for name in ("shufflenetv2_cifar", "shufflenetv2_imagenet"):
         space, rng = load_space(name), random.Random(0)
-        for arch in [space.min_arch, space.max_arch] + [space.sample(rng) for _ in range(20)]:
+        for arch in [space.min_arch, space.max_arch] + [space.sample(rng) for _ in range(6)]:
             assert sum(b.params for b in arch_blocks(arch)) == count_params(arch)
 
 
@@ -420,6 +426,7 @@ def _cli(*args):
     )
 
 
+@pytest.mark.slow
 def test_cli_measure_and_errors(tmp_path):
     target = tmp_path / "fast.yaml"
     _fast("torch").to_yaml(target)
@@ -449,6 +456,7 @@ def test_cli_measure_and_errors(tmp_path):
         assert bad.stderr.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_cli_build_lut_and_validate(tmp_path):
     target = tmp_path / "fast.yaml"
     _fast("torch").to_yaml(target)

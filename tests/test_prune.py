@@ -25,6 +25,7 @@ from nas.onnx import export_onnx, max_abs_difference
 from nas.train import TrainConfig, train
 
 from .conftest import REPO, TINY_SPACE, randomize_bn
+from .helpers import call_cli
 
 
 def _models():
@@ -188,6 +189,7 @@ def _cli(*args):
     )
 
 
+@pytest.mark.slow
 def test_cli_prunes_finetunes_and_reports(tmp_path, trained):
     target = tmp_path / "fast.yaml"
     from nas.latency import HardwareTarget
@@ -231,23 +233,24 @@ def test_cli_prunes_finetunes_and_reports(tmp_path, trained):
         (["--ratio", "0.3", "--importance", "random"], "unknown importance"),
     ],
 )
-def test_cli_bad_input(tmp_path, trained, args, message):
+def test_cli_bad_input(tmp_path, trained, args, message, capsys):
+    from compress.prune.__main__ import main
+
     if "--checkpoint" not in args:
         args = ["--checkpoint", str(trained), *args]
-    result = _cli(*args, "--out", str(tmp_path / "p.pt"))
-    assert result.returncode == 2 and result.stderr.startswith("error: ")
-    assert message in result.stderr and result.stderr.count("\n") == 1
+    code, _, err = call_cli(main, [*args, "--out", tmp_path / "p.pt"], capsys)
+    assert code == 2 and err.startswith("error: "), err
+    assert message in err and err.count("\n") == 1
     assert not (tmp_path / "p.pt").exists()
 
 
-def test_cli_refuses_supernets_and_archless_checkpoints(tmp_path):
+def test_cli_refuses_supernets_and_archless_checkpoints(tmp_path, capsys):
+    from compress.prune.__main__ import main
+
     save_checkpoint(tmp_path / "s.pt", {"kind": "supernet", "space": {}})
-    result = _cli(
-        "--checkpoint", str(tmp_path / "s.pt"), "--ratio", "0.3", "--out", str(tmp_path / "p.pt")
-    )
-    assert result.returncode == 2 and "a model checkpoint is needed" in result.stderr
+    args = ["--ratio", "0.3", "--out", tmp_path / "p.pt"]
+    code, _, err = call_cli(main, ["--checkpoint", tmp_path / "s.pt", *args], capsys)
+    assert code == 2 and "a model checkpoint is needed" in err
     save_checkpoint(tmp_path / "m.pt", {"kind": "model", "state_dict": {}})
-    result = _cli(
-        "--checkpoint", str(tmp_path / "m.pt"), "--ratio", "0.3", "--out", str(tmp_path / "p.pt")
-    )
-    assert result.returncode == 2 and "has no 'arch'" in result.stderr
+    code, _, err = call_cli(main, ["--checkpoint", tmp_path / "m.pt", *args], capsys)
+    assert code == 2 and "has no 'arch'" in err

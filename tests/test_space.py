@@ -112,6 +112,7 @@ def test_space_errors_from_files(tmp_path):
         load_space(bad)
 
 
+@pytest.mark.slow
 def test_space_cli(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "nas.space"], capture_output=True, text=True, check=True

@@ -62,6 +62,7 @@ def test_bn_recalibration_matches_the_data():
     torch.testing.assert_close(model.conv1[1].running_mean, expected, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_standalone_training_learns_and_checkpoints_safely(tmp_path):
     data = load_data(SYNTHETIC)
     arch = preset("shufflenet_v2_x0_5_cifar", num_classes=10)  # adapted to the 4 classes
@@ -79,11 +80,14 @@ def test_standalone_training_learns_and_checkpoints_safely(tmp_path):
     assert len(lines) == 4 and '"img_per_s"' in lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("strategy", "epochs"), [("sandwich", 4), ("spos", 12)])
 def test_supernet_training_on_synthetic(tmp_path, strategy, epochs):
     # spos trains one sub-net per step, sandwich four: similar work in total
     data = load_data(SYNTHETIC)
-    config = TrainConfig(epochs=epochs, batch_size=16, lr=0.05, strategy=strategy, bn_batches=2)
+    config = TrainConfig(
+        epochs=epochs, batch_size=16, lr=0.05, strategy=strategy, bn_batches=2, eval_every=epochs
+    )
     metrics = train(load_space(TINY_SPACE), data, config, tmp_path, **QUIET)
     assert metrics["val_acc_max"] > 0.7 and metrics["val_acc_min"] > 0.7  # chance is 0.25
     net = supernet_from_checkpoint(load_checkpoint(tmp_path / "supernet.pt", kind="supernet"))
@@ -144,6 +148,7 @@ TRAIN_ARGS = [
 ]
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     assert _cli(*TRAIN_ARGS, "--out", str(whole)).wait(timeout=240) == 0
@@ -239,6 +244,7 @@ _distributed.teardown(ctx)
 """
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_stay_in_sync(tmp_path):
     """Each rank trains its own shard and sub-nets; gradients (also of units the last
     sub-net skipped) are all-reduced, so the weights stay identical on both ranks."""

@@ -38,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--max-drop", type=float, default=0.01, help="largest validation accuracy loss, 0-1"
     )
+    parser.add_argument(
+        "--variants",
+        default="*",
+        help="ONNX Runtime variants to try, comma-separated shell patterns (e.g. 'gather-*')",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
     from nas.train.__main__ import add_data_arguments, data_spec
@@ -63,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lr=args.lr,
         batch_size=args.batch_size,
         max_drop=args.max_drop,
+        variants=args.variants,
         seed=args.seed,
         progress=not args.no_progress,
     )

@@ -60,6 +60,21 @@ VARIANTS = tuple(
 )
 
 
+def select_variants(patterns: str) -> list[OrtVariant]:
+    """The variants whose names match any of the comma-separated shell patterns."""
+    import fnmatch
+
+    wanted = [p.strip() for p in patterns.split(",") if p.strip()]
+    chosen = [v for v in VARIANTS if any(fnmatch.fnmatch(v.name, p) for p in wanted)]
+    if not chosen:
+        from nas._errors import ConfigError
+
+        raise ConfigError(
+            f"--variants {patterns!r} matches none of: {', '.join(v.name for v in VARIANTS)}"
+        )
+    return chosen
+
+
 def gather_shuffle(model: ShuffleNetV2) -> ShuffleNetV2:
     """The same model with every channel shuffle exported as one Gather of the channel
     axis instead of Reshape-Transpose-Reshape. The function is identical; the graph is

@@ -3,6 +3,7 @@ latency side by side on one target, the fastest variant that keeps its accuracy.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -44,6 +45,7 @@ def quantize_checkpoint(
     lr: float = 1e-3,
     batch_size: int = 64,
     max_drop: float = 0.01,
+    variants: str = "*",
     seed: int = 0,
     progress: bool = True,
     log: Callable[[str], None] = print,
@@ -64,6 +66,7 @@ def quantize_checkpoint(
         raise ConfigError(f"unknown --runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
     if calib_batches < 1 or qat_epochs < 1 or not 0 <= max_drop < 1:
         raise ConfigError("--calib-batches and --qat-epochs must be >= 1, --max-drop in [0, 1)")
+    chosen_variants = _onnx.select_variants(variants)
     target = target or RUNTIMES[runtime]
     target_spec = load_target(target)
     if target_spec.runtime != runtime:
@@ -88,7 +91,16 @@ def quantize_checkpoint(
         if runtime == "onnxruntime":
             base = model if method == "ptq" else _torch.float_model(prepared, model)
             report = _onnxruntime(
-                base, splits, work, target, calib_batches, batch_size, seed, max_drop, log
+                chosen_variants,
+                base,
+                splits,
+                work,
+                target,
+                calib_batches,
+                batch_size,
+                seed,
+                max_drop,
+                log,
             )
         else:
             report = _torch_runtime(model, prepared, splits, work, target, max_drop, log)
@@ -168,6 +180,7 @@ def _qat(
 
 
 def _onnxruntime(
+    candidates: list[_onnx.OrtVariant],
     model: ShuffleNetV2,
     data: DataSplits,
     work: Path,
@@ -197,6 +210,8 @@ def _onnxruntime(
     nets = {"reshape": model, "gather": _onnx.gather_shuffle(model)}
     if layout_of(model) == layout_of(nets["gather"]):  # pruned: every unit already gathers
         nets = {"gather": model}
+        candidates = [dataclasses.replace(v, graph="gather") for v in candidates]
+        candidates = list(dict.fromkeys(candidates))
     for graph, net in nets.items():
         path = work / f"fp32-{graph}.onnx"
         export_onnx(net, shape, path)
@@ -216,7 +231,7 @@ def _onnxruntime(
     fp32_logits = _onnx.predict(work / first["file"], iter(val_x))
     fp32_val = first["onnx_val_acc"]
     variants: list[dict[str, Any]] = []
-    for variant in (v for v in _onnx.VARIANTS if v.graph in graphs):
+    for variant in (v for v in candidates if v.graph in graphs):
         path = work / f"int8-{variant.name}.onnx"
         _onnx.quantize(graphs[variant.graph]["pre"], path, variant, calibration)
         logits = _onnx.predict(path, iter(val_x))

@@ -4,6 +4,7 @@ python -m nas.latency targets
 python -m nas.latency measure --arch shufflenet_v2_x1_0_cifar --target cpu-ort-1t
 python -m nas.latency build-lut --target cpu-torch-1t --space shufflenetv2_cifar
 python -m nas.latency validate --target cpu-torch-1t --space shufflenetv2_cifar --samples 100
+python -m nas.latency serve --token-file token.txt --host 0.0.0.0   # on a device
 """
 
 from __future__ import annotations
@@ -118,6 +119,11 @@ def _targets(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:  # the device-side server has its own (stdlib) parser
+        from nas.latency._server import main as serve
+
+        return serve(argv[1:])
     parser = ArgumentParser(
         prog="python -m nas.latency",
         description=__doc__,
@@ -155,6 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     val.set_defaults(func=_validate)
     targets = commands.add_parser("targets", help="list the shipped targets")
     targets.set_defaults(func=_targets)
+    commands.add_parser(
+        "serve", help="run the measurement server for remote targets", add_help=False
+    )
     args = parser.parse_args(argv)
     return int(args.func(args))
 

@@ -7,6 +7,8 @@ runtime is one class decorated with :func:`register_runtime`.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -34,6 +36,7 @@ class Backend(ABC):
     """Runs one model on a target; subclasses say how."""
 
     name: ClassVar[str]
+    local: ClassVar[bool] = True  # timed in the measuring process (remote: on a device)
 
     def __init__(self, target: HardwareTarget) -> None:
         self.target = target
@@ -42,6 +45,13 @@ class Backend(ABC):
     def versions() -> dict[str, str | None]:
         """Library versions that change a measurement (part of the cache key)."""
         return {"torch": package_version("torch")}
+
+    @classmethod
+    def environment(cls, target: HardwareTarget) -> dict[str, Any]:
+        """Where measurements come from: the cache key's machine and library part."""
+        from nas._env import cpu_model
+
+        return {"cpu": cpu_model(), **cls.versions()}
 
     @classmethod
     def unavailable(cls, target: HardwareTarget) -> str | None:
@@ -167,3 +177,136 @@ class OnnxRuntimeBackend(Backend):
             return time.perf_counter() - start
 
         return time_once
+
+
+@register_runtime
+class RemoteBackend(Backend):
+    """A device running the measurement server (``python -m nas.latency serve``): models are
+    exported to ONNX here, uploaded, and timed there with the same protocol.
+
+    Target ``options``: ``url`` (``http://host:port``), ``token_file`` (relative to the
+    target YAML) or ``token_env`` (an environment variable), ``device_runtime``
+    (``onnxruntime``), ``graph_optimization``, ``timeout_s`` (per request, default 300),
+    ``retries`` (on connection errors and a busy server, default 2). The cache keys
+    measurements by the identity the device reports.
+    """
+
+    name = "remote"
+    local = False
+
+    @classmethod
+    def unavailable(cls, target: HardwareTarget) -> str | None:
+        url = str(target.options.get("url", ""))
+        if not url.startswith(("http://", "https://")):
+            return "options.url must be the server's http:// or https:// address"
+        if target.options.get("device_runtime", "onnxruntime") != "onnxruntime":
+            return "options.device_runtime: only onnxruntime runs on remote devices"
+        if target.device != "cpu":
+            return "remote targets measure the device's CPU (device: cpu)"
+        if package_version("onnx") is None:
+            return "onnx is needed to export models for a remote target (pip install '.[onnx]')"
+        try:
+            cls.token(target)
+        except ConfigError as exc:
+            return str(exc)
+        return None
+
+    @staticmethod
+    def token(target: HardwareTarget) -> str:
+        options = target.options
+        if "token_env" in options:
+            value = os.environ.get(str(options["token_env"]), "")
+            if not value:
+                raise ConfigError(f"environment variable {options['token_env']} holds no token")
+            return value.strip()
+        if "token_file" not in options:
+            raise ConfigError("options.token_file or options.token_env must give the token")
+        path = Path(str(options["token_file"])).expanduser()
+        if not path.is_absolute() and target.path is not None:
+            path = target.path.parent / path
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read token file {path}: {exc.strerror}") from None
+
+    @classmethod
+    def environment(cls, target: HardwareTarget) -> dict[str, Any]:
+        reply = _RemoteClient(target).request("GET", "/info")
+        return {
+            "device": reply["device"],
+            "onnx": package_version("onnx"),
+            "torch": package_version("torch"),
+        }
+
+    def prepare(self, model: nn.Module | Path, input_shape: tuple[int, ...]) -> Callable[[], float]:
+        raise ConfigError("a remote target is timed on its device: use measure()")
+
+    def measure(self, model: nn.Module | Path, input_shape: tuple[int, ...]) -> dict[str, Any]:
+        """The device's statistics (``LatencyStats.to_dict``) for one model."""
+        from nas.onnx import export_onnx
+
+        data = model.read_bytes() if isinstance(model, Path) else export_onnx(model, input_shape)
+        t = self.target
+        spec = {
+            "input_shape": list(input_shape),
+            "threads": t.threads,
+            "warmup": t.warmup,
+            "repeats": t.repeats,
+            "max_cv": t.max_cv,
+            "retries": t.retries,
+            "graph_optimization": t.options.get("graph_optimization", "all"),
+        }
+        reply = _RemoteClient(t).request(
+            "POST", "/measure", data, {"X-Measure-Spec": json.dumps(spec)}
+        )
+        return dict(reply["stats"])
+
+
+class _RemoteClient:
+    """HTTP to the measurement server, with a timeout and retries on transient failures."""
+
+    def __init__(self, target: HardwareTarget) -> None:
+        self.url = str(target.options["url"]).rstrip("/")
+        self.token = RemoteBackend.token(target)
+        self.timeout = float(target.options.get("timeout_s", 300))
+        self.retries = int(target.options.get("retries", 2))
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        import urllib.error
+        import urllib.request
+
+        from nas.latency._meter import MeasurementError
+
+        request = urllib.request.Request(
+            self.url + path,
+            data=body,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", **(headers or {})},
+        )
+        last = ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(min(2.0**attempt, 10.0))
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return dict(json.loads(response.read()))
+            except urllib.error.HTTPError as exc:
+                try:
+                    detail = json.loads(exc.read()).get("error", exc.reason)
+                except (ValueError, OSError):
+                    detail = exc.reason
+                if exc.code == 401:
+                    raise ConfigError(f"{self.url} refused the token: {detail}") from None
+                if exc.code != 503:  # busy: retry; anything else is final
+                    raise MeasurementError(f"{self.url}: {detail}") from None
+                last = str(detail)
+            except (urllib.error.URLError, OSError, ValueError) as exc:
+                reason = getattr(exc, "reason", exc)
+                last = f"cannot reach the device: {reason}"
+        raise MeasurementError(f"{self.url}: {last} (after {self.retries + 1} attempts)")

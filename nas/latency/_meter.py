@@ -18,7 +18,6 @@ from typing import Any
 
 from torch import nn
 
-from nas._env import cpu_model
 from nas._errors import ConfigError, NasError
 from nas.arch import ArchConfig
 from nas.latency._backends import RUNTIMES
@@ -77,7 +76,7 @@ class LatencyMeter:
         self.cache = (
             cache if isinstance(cache, LatencyCache) else (LatencyCache() if cache else None)
         )
-        self.environment = {"cpu": cpu_model(), **RUNTIMES[target.runtime].versions()}
+        self.environment = RUNTIMES[target.runtime].environment(target)
         self.timeout_s = timeout_s
         self._process: Any = None
         self._conn: Any = None
@@ -177,7 +176,7 @@ class LatencyMeter:
                 return Measurement(LatencyStats.from_dict(hit), subject, self.target.name, True)
         reply = self._ask(request)
         stats = LatencyStats.from_dict(reply["stats"])
-        if self.target.normalize:
+        if self.target.normalize and RUNTIMES[self.target.runtime].local:  # remote: as is
             stats = stats.normalized(reply["reference_ms"] / self._nominal())
         if self.cache is not None and use_cache:
             self.cache.put(key, subject, self.target.name, self.environment, stats.to_dict())

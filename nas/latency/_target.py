@@ -17,6 +17,7 @@ from nas._yaml import read_yaml_mapping, write_yaml_atomic
 DEFAULT_TARGET = "cpu-torch-1t"
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("cpu", "cuda")
+CONNECTION_OPTIONS = ("url", "token_file", "token_env", "timeout_s", "retries")
 
 
 @dataclass(frozen=True, eq=True)
@@ -85,6 +86,8 @@ class HardwareTarget:
         data = self.to_dict()
         for key in ("name", "description"):
             data.pop(key, None)
+        for key in CONNECTION_OPTIONS:  # how to reach a device, not what it measures
+            data["options"].pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
     def pinned_cores(self) -> list[int] | None:
@@ -119,7 +122,13 @@ class HardwareTarget:
                 )
         if "runtime" not in data:
             raise ConfigError(f"target {name!r}: missing key 'runtime'")
-        return cls(**{**data, "name": name, "options": dict(data.get("options") or {})}, path=path)
+        options = dict(data.get("options") or {})
+        token = options.get("token_file")
+        if token is not None and path is not None:  # relative to the YAML, wherever it runs
+            token_path = Path(str(token)).expanduser()
+            if not token_path.is_absolute():
+                options["token_file"] = str((path.parent / token_path).resolve())
+        return cls(**{**data, "name": name, "options": options}, path=path)
 
     def to_yaml(self, path: str | os.PathLike[str]) -> None:
         write_yaml_atomic(path, self.to_dict())

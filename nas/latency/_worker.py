@@ -111,7 +111,7 @@ def serve(conn: Connection, target_data: dict[str, Any], cores: list[int] | None
         if request is None:
             return
         try:
-            if target.normalize and reference is None:
+            if target.normalize and backend.local and reference is None:
                 reference = Reference(backend, target.batch_size)
             if request["kind"] == "calibrate":
                 assert reference is not None
@@ -122,6 +122,12 @@ def serve(conn: Connection, target_data: dict[str, Any], cores: list[int] | None
                 conn.send_bytes(pickle.dumps({"ok": True, "rounds": rounds}))
                 continue
             model, shape = build(request, target.batch_size)
+            if not backend.local:  # timed on a device, with the same protocol
+                stats_dict = backend.measure(model, shape)  # type: ignore[attr-defined]
+                conn.send_bytes(
+                    pickle.dumps({"ok": True, "stats": stats_dict, "reference_ms": None})
+                )
+                continue
             time_once = backend.prepare(model, shape)
             # the machine's speed, read right before the subject is timed
             reference_ms = reference.recent() if reference is not None else None

@@ -25,6 +25,7 @@ from nas.latency import (
     HardwareTarget,
     LatencyMeter,
     LatencyPredictor,
+    MeasurementError,
     default_lut_path,
     format_ms,
     load_target,
@@ -38,6 +39,23 @@ from nas.train import FINAL, STATE, TrainConfig, evaluate, fit_to_data, loader_f
 from nas.train import subnet_model as _subnet_model
 from nas.train._distributed import pick_device
 
+FRONT_COLUMNS = [
+    "rank",
+    "trial",
+    "arch_hash",
+    "name",
+    "val_acc",
+    "test_acc",
+    "val_acc_supernet",
+    "latency_ms",
+    "latency_p90_ms",
+    "latency_passes_ms",
+    "predicted_ms",
+    "flops",
+    "params",
+    "size_bytes",
+    "checkpoint",
+]
 FINAL_PASSES = 3  # every arch on the final front: median of this many measurements
 
 
@@ -363,7 +381,9 @@ def _optimize(ctx: _Context, study: optuna.Study, evaluator: Evaluator, budget: 
             callbacks=[
                 optuna.study.MaxTrialsCallback(o.trials, states=(optuna.trial.TrialState.COMPLETE,))
             ],
-            catch=(RuntimeError,),
+            # a failed measurement (a remote device gone, a model the runtime rejects)
+            # fails that trial; the search goes on
+            catch=(RuntimeError, MeasurementError),
             gc_after_trial=True,
         )
     finally:
@@ -492,7 +512,7 @@ def _export(ctx: _Context, supernet: Supernet, front: list[FrontEntry]) -> list[
         )
     import pandas as pd
 
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(rows, columns=FRONT_COLUMNS + list(ctx.space.max_arch.to_params()))
     tmp = ctx.run_dir / ".pareto.csv.tmp"
     frame.to_csv(tmp, index=False)
     os.replace(tmp, ctx.run_dir / "pareto.csv")
