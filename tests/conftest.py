@@ -75,3 +75,22 @@ def tiny_supernet(tmp_path_factory: pytest.TempPathFactory) -> Path:
         log=lambda _: None,
     )
     return out / "supernet.pt"
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ShuffleNetV2 x0.5 (CIFAR stem) checkpoint trained briefly on learnable data."""
+    from nas.arch import preset
+    from nas.data import load_data
+    from nas.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("trained")
+    train(
+        preset("shufflenet_v2_x0_5_cifar"),
+        load_data("synthetic:classes=4,train=96,test=16"),
+        TrainConfig(epochs=3, batch_size=16, lr=0.05),
+        out,
+        progress=False,
+        log=lambda _: None,
+    )
+    return out / "model.pt"

@@ -36,6 +36,7 @@ from nas.latency._validate import summary
 from nas.onnx import export_onnx, max_abs_difference
 
 from .conftest import REPO, TINY_SPACE
+from .helpers import call_cli
 
 MICRO_SPACE = REPO / "tests" / "data" / "micro_space.yaml"
 
@@ -427,7 +428,9 @@ def _cli(*args):
 
 
 @pytest.mark.slow
-def test_cli_measure_and_errors(tmp_path):
+def test_cli_measure_and_errors(tmp_path, capsys):
+    from nas.latency.__main__ import main
+
     target = tmp_path / "fast.yaml"
     _fast("torch").to_yaml(target)
     env_cache = os.environ["NAS_CACHE_DIR"]
@@ -451,9 +454,9 @@ def test_cli_measure_and_errors(tmp_path):
             "lookup table not found",
         ),
     ]:
-        bad = _cli(*args)
-        assert bad.returncode == 2 and bad.stderr.startswith("error: ") and message in bad.stderr
-        assert bad.stderr.count("\n") == 1
+        code, _, err = call_cli(main, args, capsys)  # in process: no interpreter per case
+        assert code == 2 and err.startswith("error: ") and message in err
+        assert err.count("\n") == 1
 
 
 @pytest.mark.slow

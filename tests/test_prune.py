@@ -22,7 +22,6 @@ from nas.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoi
 from nas.data import load_data
 from nas.models import ModelLayout
 from nas.onnx import export_onnx, max_abs_difference
-from nas.train import TrainConfig, train
 
 from .conftest import REPO, TINY_SPACE, randomize_bn
 from .helpers import call_cli
@@ -165,20 +164,6 @@ def test_bad_pruning_options():
 # -- command line ----------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("trained")
-    train(
-        preset("shufflenet_v2_x0_5_cifar"),
-        load_data("synthetic:classes=4,train=96,test=8"),
-        TrainConfig(epochs=3, batch_size=16, lr=0.05),
-        out,
-        progress=False,
-        log=lambda _: None,
-    )
-    return out / "model.pt"
-
-
 def _cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "compress.prune", *args],
@@ -206,7 +191,7 @@ def test_cli_prunes_finetunes_and_reports(tmp_path, trained):
         "--steps",
         "2",
         "--finetune-epochs",
-        "2",
+        "1",
         "--target",
         str(target),
         "--no-progress",

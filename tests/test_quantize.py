@@ -19,9 +19,7 @@ from compress.quantize import (
 )
 from nas import ShuffleNetV2, Supernet, load_space, preset
 from nas.checkpoint import load_checkpoint, save_checkpoint
-from nas.data import load_data
 from nas.latency import HardwareTarget
-from nas.train import TrainConfig, train
 
 from .conftest import REPO, TINY_SPACE, randomize_bn
 from .helpers import call_cli
@@ -148,20 +146,6 @@ def test_gather_shuffle_is_the_same_function_without_reshapes(label, model, tmp_
 
 
 # -- command line ----------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    out = tmp_path_factory.mktemp("trained")
-    train(
-        preset("shufflenet_v2_x0_5_cifar"),
-        load_data("synthetic:classes=4,train=96,test=16"),
-        TrainConfig(epochs=3, batch_size=16, lr=0.05),
-        out,
-        progress=False,
-        log=lambda _: None,
-    )
-    return out / "model.pt"
 
 
 @pytest.fixture(scope="module")
