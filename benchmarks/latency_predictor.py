@@ -13,14 +13,16 @@ machine meanwhile: the measurements are the result.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_results
 
-from nas.latency import LatencyMeter, build_lut, default_lut_path, load_target
+from nas.latency import LatencyMeter, build_lut, default_lut_path, kendall_tau, load_target
 from nas.latency._validate import error_by_axis, validate, write_report
 from nas.space import load_space
 
@@ -69,6 +71,11 @@ def main() -> None:
                 "mape_pct": result["mape_pct"],
                 "flops_kendall_tau": result["flops_kendall_tau"],
                 "goal_met": result["within_10pct"] >= 0.95 and result["kendall_tau"] >= 0.9,
+                # how repeatable the measurements themselves were, and the same figures on
+                # the archs whose passes agreed within 10% (the predictor vs the noise)
+                "pass_spread_median_pct": float(frame.pass_spread_pct.median()),
+                **_steady(frame),
+                "passes": args.passes,
                 "build_minutes": built / 60,
                 "validate_minutes": (time.time() - started - built) / 60,
             }
@@ -82,13 +89,24 @@ def main() -> None:
             "worst_axes": worst.to_dict(orient="records"),
         }
         print(rows[-1], flush=True)
+    # one results file for all targets: keep earlier runs' rows for targets not redone here
+    previous = RESULTS / f"latency_predictor_{args.scale}.json"
+    if previous.exists():
+        old = json.loads(previous.read_text())
+        kept = [r for r in old["rows"] if r["target"] not in details]
+        for r in kept:  # files written before the column existed
+            r.setdefault("passes", old.get("passes", 3))
+        rows = kept + rows
+        details = {
+            **{k: v for k, v in old.get("details", {}).items() if k not in details},
+            **details,
+        }
     write_results(
         "latency_predictor",
         args.scale,
         rows,
         {
             "space": space.name,
-            "passes": args.passes,
             "fit_samples": args.fit_samples,
             "details": details,
         },
@@ -102,18 +120,36 @@ def main() -> None:
             "mape_pct",
             "flops_kendall_tau",
             "goal_met",
+            "pass_spread_median_pct",
+            "steady_archs",
+            "steady_within_10pct",
+            "steady_kendall_tau",
+            "passes",
             "build_minutes",
             "validate_minutes",
         ],
         notes=(
             f"Validation archs: {args.samples} random archs of {space.name} (seed 2000), "
             f"none of them among the {args.fit_samples + 2} fit archs (seed 1000). Measured "
-            f"latency = median of {args.passes} passes minutes apart, each speed-normalised "
+            "latency = median of `passes` passes minutes apart, each speed-normalised "
             "to the machine's calibrated speed. flops_kendall_tau: rank correlation of "
-            "FLOPs with measured latency, for comparison. Scatter plots and per-arch CSV: "
+            "FLOPs with measured latency, for comparison. pass_spread_median_pct: median over "
+            "archs of (max - min) / median of an arch's passes; steady_*: the archs whose "
+            "passes agree within 10%. Scatter plots and per-arch CSV: "
             "results/latency_predictor/<target>/."
         ),
     )
+
+
+def _steady(frame: Any) -> dict[str, float]:
+    steady = frame[frame.pass_spread_pct < 10.0]
+    if len(steady) < 3:
+        return {"steady_archs": len(steady)}
+    return {
+        "steady_archs": len(steady),
+        "steady_within_10pct": float((steady.error_pct.abs() <= 10).mean()),
+        "steady_kendall_tau": float(kendall_tau(steady.measured_ms, steady.predicted_ms)),
+    }
 
 
 if __name__ == "__main__":
