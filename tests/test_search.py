@@ -492,3 +492,13 @@ def test_main_command_end_to_end(tmp_path, fast_target):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["trials"]["complete"] == 4 and summary["front_size"] == len(front)
     assert summary["data"]["counts"] == {"train": 4500, "val": 500, "test": 1000}
+
+
+def test_a_chance_level_supernet_is_called_out():
+    from nas.search._run import chance_warning
+
+    rows = [{"val_acc_supernet": 0.12}, {"val_acc_supernet": 0.09}]
+    warning = chance_warning(rows, num_classes=10)
+    assert warning and "near chance (0.100)" in warning and "0.120" in warning
+    assert chance_warning([{"val_acc_supernet": 0.31}], num_classes=10) is None
+    assert chance_warning([], num_classes=10) is None

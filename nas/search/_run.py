@@ -572,6 +572,21 @@ def _summary(
     return summary
 
 
+def chance_warning(rows: list[dict[str, Any]], num_classes: int) -> str | None:
+    """A warning when even the best sub-net the supernet rates is near chance accuracy:
+    then the front ranks noise (the supernet needs more training), whatever it looks like."""
+    if not rows:
+        return None
+    best = max(float(r["val_acc_supernet"]) for r in rows)
+    if best >= 1.5 / num_classes:
+        return None
+    return (
+        f"warning: the supernet rates its best sub-net at {best:.3f} validation accuracy, "
+        f"near chance ({1 / num_classes:.3f}): this front ranks noise; train the supernet "
+        "longer (more epochs or data) and search again with --supernet"
+    )
+
+
 def _print_summary(
     ctx: _Context, summary: dict[str, Any], rows: list[dict[str, Any]], log: Callable[[str], None]
 ) -> None:
@@ -596,6 +611,9 @@ def _print_summary(
             f"{format_ms(r['latency_ms']):>9s} {format_ms(r['latency_p90_ms']):>9s} "
             f"{r['flops'] / 1e6:7.1f} {r['params'] / 1e6:6.2f}M  {r['name']}"
         )
+    warning = chance_warning(rows, ctx.space.max_arch.num_classes)
+    if warning:
+        log(warning)
     best = summary["best"]
     log(
         f"best within budget: {best['arch_hash']} val acc {best['val_acc']:.3f} at "
