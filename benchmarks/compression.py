@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -150,11 +151,13 @@ def main() -> None:
                 {
                     "target": target_name,
                     "model": label,
-                    "latency_ms": _median(ms),
-                    "speedup": _median(ratios),
+                    "latency_ms": statistics.median(ms),
+                    "speedup": statistics.median(ratios),
                     "speedup_min": min(ratios),
                     "speedup_max": max(ratios),
-                    "vs_ort_fp32": _median([f / m for f, m in zip(fp32_ort, ms, strict=True)]),
+                    "vs_ort_fp32": statistics.median(
+                        [f / m for f, m in zip(fp32_ort, ms, strict=True)]
+                    ),
                     "flops_M": flops[label.replace(" int8", " fp32").replace("int8", "fp32")],
                     "val_acc": acc[label][0],
                     "test_acc": acc[label][1],
@@ -198,12 +201,6 @@ def main() -> None:
     json_path, md_path = write_results("compression", args.scale, rows, extra, columns, notes)
     print(md_path.read_text())
     print(f"-> {json_path}")
-
-
-def _median(values: list[float]) -> float:
-    ordered = sorted(values)
-    n = len(ordered)
-    return ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) / 2
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from compress.quantize import _onnx, _torch
 from nas._errors import ConfigError
 from nas.checkpoint import save_checkpoint
 from nas.data import DataSpec, DataSplits
-from nas.latency import LatencyMeter, load_target
+from nas.latency import HardwareTarget, LatencyMeter, load_target
 from nas.models import ShuffleNetV2
 from nas.onnx import export_onnx, max_abs_difference
 from nas.train import evaluate, loader_for
@@ -95,7 +95,7 @@ def quantize_checkpoint(
                 base,
                 splits,
                 work,
-                target,
+                target_spec,
                 calib_batches,
                 batch_size,
                 seed,
@@ -103,7 +103,9 @@ def quantize_checkpoint(
                 log,
             )
         else:
-            report = _torch_runtime(model, prepared, splits, work, target, max_drop, log)
+            report = _torch_runtime(
+                model, prepared, splits, work, target_spec, fp32["val_acc"], max_drop, log
+            )
         report = {
             "source": str(source),
             "method": method,
@@ -184,7 +186,7 @@ def _onnxruntime(
     model: ShuffleNetV2,
     data: DataSplits,
     work: Path,
-    target: str,
+    spec: HardwareTarget,
     calib_batches: int,
     batch_size: int,
     seed: int,
@@ -192,7 +194,7 @@ def _onnxruntime(
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     arch = model.arch
-    spec = load_target(target)
+    target = spec.name
     shape = input_shape(arch, spec.batch_size)
     # The graphs have the target's fixed batch size (a free batch dimension adds shape
     # arithmetic around every shuffle and slows fp32 down): calibrate image by image.
@@ -207,6 +209,7 @@ def _onnxruntime(
     )
     val_x, val_y = _split_arrays(data, "val", arch)
     graphs: dict[str, dict[str, Any]] = {}
+    graph_logits: list[np.ndarray] = []
     nets = {"reshape": model, "gather": _onnx.gather_shuffle(model)}
     if layout_of(model) == layout_of(nets["gather"]):  # pruned: every unit already gathers
         nets = {"gather": model}
@@ -219,6 +222,7 @@ def _onnxruntime(
         if drift > 1e-3:
             raise ConfigError(f"the fp32 ONNX export ({graph}) differs from torch by {drift:.2e}")
         logits = _onnx.predict(path, iter(val_x))
+        graph_logits.append(logits)
         graphs[graph] = {
             "graph": graph,
             "file": path.name,
@@ -227,9 +231,8 @@ def _onnxruntime(
             "size_bytes": path.stat().st_size,
             "pre": _onnx.preprocess(path, work / f"pre-{graph}.onnx"),
         }
-    first = next(iter(graphs.values()))
-    fp32_logits = _onnx.predict(work / first["file"], iter(val_x))
-    fp32_val = first["onnx_val_acc"]
+    fp32_logits = graph_logits[0]  # int8 agreement is against the first fp32 graph
+    fp32_val = next(iter(graphs.values()))["onnx_val_acc"]
     variants: list[dict[str, Any]] = []
     for variant in (v for v in candidates if v.graph in graphs):
         path = work / f"int8-{variant.name}.onnx"
@@ -288,16 +291,16 @@ def _torch_runtime(
     prepared: _torch.QuantShuffleNet,
     data: DataSplits,
     work: Path,
-    target: str,
+    spec: HardwareTarget,
+    fp32_val: float,
     max_drop: float,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     arch = model.arch
-    spec = load_target(target)
+    target = spec.name
     shape = input_shape(arch, spec.batch_size)
     int8 = _torch.convert(prepared)
     val = evaluate(int8, loader_for(data.val, data, arch, 256, "cpu"))["acc"]
-    fp32_val = evaluate(model, loader_for(data.val, data, arch, 256, "cpu"))["acc"]
     test = evaluate(int8, loader_for(data.test, data, arch, 256, "cpu"))["acc"]
     fp32_path = save_checkpoint(
         work / "fp32.pt",

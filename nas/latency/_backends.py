@@ -221,9 +221,7 @@ class RemoteBackend(Backend):
             return value.strip()
         if "token_file" not in options:
             raise ConfigError("options.token_file or options.token_env must give the token")
-        path = Path(str(options["token_file"])).expanduser()
-        if not path.is_absolute() and target.path is not None:
-            path = target.path.parent / path
+        path = Path(str(options["token_file"])).expanduser()  # made absolute by from_dict
         try:
             return path.read_text().strip()
         except OSError as exc:
