@@ -1,8 +1,9 @@
 """Checkpoints: plain dicts written atomically, read only with ``weights_only=True``.
 
 A checkpoint holds ``format``, ``kind`` (``supernet`` or ``model``), ``state_dict``, the
-``space`` (supernet) or ``arch`` (model) as plain dicts, and metadata: ``data`` (source,
-hash, split), ``train`` (recipe), ``metrics``, ``versions``. Nothing is unpickled beyond
+``space`` (supernet) or ``arch`` (model; ``network`` for a reference network such as
+MobileNetV3) as plain dicts, and metadata: ``data`` (source, hash, split), ``train``
+(recipe), ``metrics``, ``versions``. Nothing is unpickled beyond
 tensors and builtin containers, so a checkpoint from anywhere is safe to open.
 """
 
@@ -20,7 +21,7 @@ import torch
 
 from nas._errors import CheckpointError, ConfigError
 from nas.arch import ArchConfig
-from nas.models import ModelLayout, ShuffleNetV2, Supernet
+from nas.models import ModelLayout, ReferenceNet, ShuffleNetV2, Supernet
 from nas.space import SearchSpace
 
 FORMAT = "shufflenas-checkpoint-v1"
@@ -139,6 +140,26 @@ def model_from_checkpoint(payload: dict[str, Any]) -> ShuffleNetV2:
         model = ShuffleNetV2(arch_of(payload), layout=layout_of(payload))
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint layout does not fit its arch: {exc}") from None
+    _load_state(model, payload.get("state_dict"), "model")
+    return model.eval()
+
+
+def network_of(payload: dict[str, Any]) -> ArchConfig | ReferenceNet:
+    """What a ``model`` checkpoint holds: a ShuffleNetV2 arch or a reference network."""
+    if payload.get("network") is None:
+        return arch_of(payload)
+    try:
+        return ReferenceNet.from_dict(payload["network"])
+    except (ConfigError, TypeError) as exc:
+        raise CheckpointError(f"checkpoint network is invalid: {exc}") from None
+
+
+def network_from_checkpoint(payload: dict[str, Any]) -> torch.nn.Module:
+    """Any ``model`` checkpoint's network (ShuffleNetV2 or reference), loaded, in eval mode."""
+    network = network_of(payload)
+    if isinstance(network, ArchConfig):
+        return model_from_checkpoint(payload)
+    model = network.build()
     _load_state(model, payload.get("state_dict"), "model")
     return model.eval()
 

@@ -100,16 +100,24 @@ class LatencyMeter:
             _repeat_key(block.key, repeat), {"kind": "block", "block": block.to_dict()}, use_cache
         )
 
-    def measure_checkpoint(self, path: str | Path, use_cache: bool = True) -> Measurement:
+    def measure_checkpoint(
+        self, path: str | Path, use_cache: bool = True, repeat: int = 0
+    ) -> Measurement:
         return self._measure(
-            f"file:{_file_hash(Path(path))}", {"kind": "checkpoint", "path": str(path)}, use_cache
+            _repeat_key(f"file:{_file_hash(Path(path))}", repeat),
+            {"kind": "checkpoint", "path": str(path)},
+            use_cache,
         )
 
     def measure_onnx(
-        self, path: str | Path, input_shape: tuple[int, ...], use_cache: bool = True
+        self,
+        path: str | Path,
+        input_shape: tuple[int, ...],
+        use_cache: bool = True,
+        repeat: int = 0,
     ) -> Measurement:
         return self._measure(
-            f"onnx:{_file_hash(Path(path))}:{list(input_shape)}",
+            _repeat_key(f"onnx:{_file_hash(Path(path))}:{list(input_shape)}", repeat),
             {"kind": "onnx", "path": str(path), "input_shape": list(input_shape)},
             use_cache,
         )
@@ -122,13 +130,18 @@ class LatencyMeter:
         return self._measure(key or "module", request, use_cache=key is not None)
 
     def measure_built(
-        self, factory: str, path: str | Path, input_shape: tuple[int, ...], use_cache: bool = True
+        self,
+        factory: str,
+        path: str | Path,
+        input_shape: tuple[int, ...],
+        use_cache: bool = True,
+        repeat: int = 0,
     ) -> Measurement:
         """Measure the module ``factory(path)`` builds in the measuring process, where
         ``factory`` is ``"package.module:function"``: for models that cannot travel by
         pickle (quantized modules) or that another package knows how to load."""
         return self._measure(
-            f"built:{factory}:{_file_hash(Path(path))}:{list(input_shape)}",
+            _repeat_key(f"built:{factory}:{_file_hash(Path(path))}:{list(input_shape)}", repeat),
             {
                 "kind": "built",
                 "factory": factory,

@@ -40,11 +40,12 @@ def build(request: dict[str, Any], batch_size: int) -> tuple[nn.Module | Path, t
     if kind == "module":
         return request["module"], (batch_size, *request["input_shape"][1:])
     if kind == "checkpoint":
-        from nas.checkpoint import load_checkpoint, model_from_checkpoint
+        from nas.checkpoint import load_checkpoint, network_from_checkpoint, network_of
 
-        model = model_from_checkpoint(load_checkpoint(request["path"], kind="model"))
-        arch = model.arch
-        return model, (batch_size, arch.in_channels, arch.resolution, arch.resolution)
+        payload = load_checkpoint(request["path"], kind="model")
+        net = network_of(payload)
+        shape = (batch_size, net.in_channels, net.resolution, net.resolution)
+        return network_from_checkpoint(payload), shape
     if kind == "built":
         import importlib
 

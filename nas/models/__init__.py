@@ -3,11 +3,14 @@
 from nas.models._blocks import ShuffleUnit, channel_shuffle
 from nas.models._cost import count_flops, count_model, count_params
 from nas.models._layout import ModelLayout, UnitLayout
+from nas.models._reference import REFERENCE_NETS, ReferenceNet, load_network
 from nas.models._shufflenetv2 import ShuffleNetV2
 from nas.models._supernet import Supernet
 
 __all__ = [
+    "REFERENCE_NETS",
     "ModelLayout",
+    "ReferenceNet",
     "ShuffleNetV2",
     "ShuffleUnit",
     "Supernet",
@@ -16,4 +19,5 @@ __all__ = [
     "count_flops",
     "count_model",
     "count_params",
+    "load_network",
 ]

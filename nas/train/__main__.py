@@ -68,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--space", help="train a supernet over this search space (name or YAML)")
-    what.add_argument("--arch", help="train one net: a preset name or an arch YAML")
+    what.add_argument(
+        "--arch", help="train one net: a preset or reference network name, or an arch YAML"
+    )
     parser.add_argument("--out", type=Path, help="run directory (default runs/train-<name>)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted run")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -106,12 +108,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from nas.arch import load_arch
     from nas.data import load_data
+    from nas.models import load_network
     from nas.space import load_space
     from nas.train import train
 
-    subject = load_space(args.space) if args.space else load_arch(args.arch)
+    subject = load_space(args.space) if args.space else load_network(args.arch)
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,

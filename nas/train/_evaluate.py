@@ -11,7 +11,7 @@ from torch import nn
 
 from nas.arch import ArchConfig
 from nas.data import BatchLoader, DataSplits, Split
-from nas.models import ShuffleNetV2, Supernet
+from nas.models import ReferenceNet, ShuffleNetV2, Supernet
 
 
 @torch.no_grad()
@@ -59,7 +59,7 @@ def evaluate(
 def loader_for(
     split: Split,
     data: DataSplits,
-    arch: ArchConfig,
+    arch: ArchConfig | ReferenceNet,
     batch_size: int,
     device: torch.device | str,
     shuffle: bool = False,

@@ -22,7 +22,7 @@ from nas.arch import ArchConfig
 from nas.checkpoint import load_checkpoint, save_checkpoint
 from nas.data import BatchLoader, DataSplits
 from nas.data._loader import _mix
-from nas.models import ModelLayout, ShuffleNetV2, Supernet
+from nas.models import ModelLayout, ReferenceNet, ShuffleNetV2, Supernet
 from nas.space import SearchSpace
 from nas.train import _distributed
 from nas.train._config import TrainConfig, lr_at
@@ -33,8 +33,11 @@ STATE = "train_state.pt"
 LOG = "train_log.jsonl"
 
 
-def fit_to_data(subject: ArchConfig | SearchSpace, data: DataSplits) -> ArchConfig | SearchSpace:
-    """Set the class count and input channels of an arch or space to the data's."""
+Subject = ArchConfig | SearchSpace | ReferenceNet
+
+
+def fit_to_data(subject: Subject, data: DataSplits) -> Subject:
+    """Set the class count and input channels of an arch, space or network to the data's."""
     current = subject.max_arch if isinstance(subject, SearchSpace) else subject
     changes = {
         k: v
@@ -57,7 +60,7 @@ class _Progress:
 
 
 def train(
-    subject: ArchConfig | SearchSpace,
+    subject: Subject,
     data: DataSplits,
     config: TrainConfig,
     out: str | os.PathLike[str],
@@ -70,7 +73,8 @@ def train(
     initial: dict[str, torch.Tensor] | None = None,
     layout: ModelLayout | None = None,
 ) -> dict[str, Any]:
-    """Train a standalone net (``ArchConfig``) or a supernet (``SearchSpace``) into ``out``.
+    """Train a standalone net (``ArchConfig``, or a ``ReferenceNet`` baseline) or a supernet
+    (``SearchSpace``) into ``out``.
 
     Writes ``model.pt`` or ``supernet.pt`` (plain-dict checkpoint), ``train_log.jsonl``
     (one line per epoch) and, while running, ``train_state.pt`` for ``resume=True``.
@@ -93,7 +97,7 @@ def train(
 class _Run:
     def __init__(
         self,
-        subject: ArchConfig | SearchSpace,
+        subject: Subject,
         data: DataSplits,
         config: TrainConfig,
         out: Path,
@@ -120,6 +124,8 @@ class _Run:
         self.model: nn.Module = (
             Supernet(self.subject)
             if isinstance(self.subject, SearchSpace)
+            else self.subject.build()
+            if isinstance(self.subject, ReferenceNet)
             else ShuffleNetV2(self.subject, layout=layout)
         ).to(self.device)
         if self.cuda:
@@ -160,8 +166,8 @@ class _Run:
 
     # -- bookkeeping --------------------------------------------------------------------
 
-    def _arch(self) -> ArchConfig:
-        assert isinstance(self.subject, ArchConfig)
+    def _arch(self) -> ArchConfig | ReferenceNet:
+        assert not isinstance(self.subject, SearchSpace)
         return self.subject
 
     def _identity(self) -> dict[str, Any]:
@@ -172,6 +178,8 @@ class _Run:
         }
         if isinstance(self.subject, SearchSpace):
             ident["space"] = self.subject.to_dict()
+        elif isinstance(self.subject, ReferenceNet):
+            ident["network"] = self.subject.to_dict()
         else:
             ident["arch"] = self.subject.to_dict()
             if self.layout is not None:
@@ -207,7 +215,7 @@ class _Run:
 
     def _check_compatible(self, saved: dict[str, Any]) -> None:
         now = self._identity()
-        for key in ("space", "arch", "layout", "train"):
+        for key in ("space", "arch", "network", "layout", "train"):
             if saved.get(key) != now.get(key):
                 raise CheckpointError(
                     f"cannot resume: the {key} differs from the saved run in "

@@ -1,0 +1,24 @@
+"""The end-to-end pipeline: ``python -m nas.pipeline --config pipeline.yaml``."""
+
+from nas.pipeline._config import (
+    BaselineStage,
+    PipelineConfig,
+    PruneStage,
+    QuantizeStage,
+    ReportStage,
+    SearchStage,
+    load_pipeline,
+)
+from nas.pipeline._run import STAGES, run_pipeline
+
+__all__ = [
+    "STAGES",
+    "BaselineStage",
+    "PipelineConfig",
+    "PruneStage",
+    "QuantizeStage",
+    "ReportStage",
+    "SearchStage",
+    "load_pipeline",
+    "run_pipeline",
+]

@@ -1,0 +1,286 @@
+"""``run_pipeline``: supernet, search (+ fine-tuning), baselines, pruning, int8, report.
+
+Every stage writes into the run directory and is skipped when its finished output is
+already there; an interrupted stage resumes (training from its resume state, the search
+from its study), so running the same command again continues a killed pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nas._env import machine_info
+from nas._errors import ConfigError
+from nas.checkpoint import load_checkpoint
+from nas.data import load_data
+from nas.models import load_network
+from nas.pipeline._config import PipelineConfig
+from nas.space import load_space
+from nas.train import FINAL, STATE, TrainConfig, fit_to_data, train
+
+STAGES = ("supernet", "search", "baselines", "prune", "quantize", "report")
+RECORD = "pipeline.json"
+
+
+def run_pipeline(
+    config: PipelineConfig,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run every stage of ``config`` in order; returns the record written to
+    ``RUN/pipeline.json`` (per-stage status and wall time)."""
+    _check(config)
+    run = config.run
+    run.mkdir(parents=True, exist_ok=True)
+    record = _load_record(run, config)
+    stages: list[tuple[str, Callable[[], bool]]] = [
+        ("supernet", lambda: _supernet(config, progress, log)),
+        ("search", lambda: _search(config, progress, log)),
+        ("baselines", lambda: _baselines(config, progress, log)),
+        ("prune", lambda: _prune(config, progress, log)),
+        ("quantize", lambda: _quantize(config, progress, log)),
+        ("report", lambda: _report(config, record, progress, log)),
+    ]
+    started = time.monotonic()
+    for name, stage in stages:
+        t0 = time.monotonic()
+        log(f"== {name}")
+        ran = stage()
+        seconds = time.monotonic() - t0
+        entry = record["stages"].setdefault(name, {"seconds": 0.0})
+        entry["status"] = "done" if ran else "skipped (output exists)"
+        if ran:
+            entry["seconds"] += seconds  # accumulated over resumed attempts
+            entry["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        if not ran:
+            log(f"{name}: skipped, its output is already in {run}")
+        _save_record(run, record)
+    record["last_seconds"] = time.monotonic() - started
+    record["total_seconds"] = sum(s.get("seconds", 0.0) for s in record["stages"].values())
+    _save_record(run, record)
+    log(
+        f"pipeline {config.name}: done in {record['last_seconds'] / 60:.1f} min this time "
+        f"({record['total_seconds'] / 60:.1f} min of stage work in all); "
+        f"report: {run / 'report' / 'index.html'}"
+    )
+    return record
+
+
+def _check(config: PipelineConfig) -> None:
+    """Names that a late stage would only trip over after the training: checked first."""
+    from nas.latency import load_target
+
+    load_space(config.space)
+    for target in (config.target, *config.report.targets):
+        load_target(target)
+    if config.quantize is not None and config.quantize.target is not None:
+        load_target(config.quantize.target)
+
+
+def _load_record(run: Path, config: PipelineConfig) -> dict[str, Any]:
+    path = run / RECORD
+    if path.is_file():
+        record: dict[str, Any] = json.loads(path.read_text())
+        if record.get("config") != json.loads(json.dumps(config.to_dict(), default=str)):
+            raise ConfigError(
+                f"{run} holds a pipeline run with other settings; use the same config or "
+                "another run directory (`run:` in the YAML)"
+            )
+        return record
+    return {
+        "config": json.loads(json.dumps(config.to_dict(), default=str)),
+        "machine": machine_info(),
+        "stages": {},
+    }
+
+
+def _save_record(run: Path, record: dict[str, Any]) -> None:
+    tmp = run / f".{RECORD}.tmp"
+    tmp.write_text(json.dumps(record, indent=1, default=str))
+    os.replace(tmp, run / RECORD)
+
+
+# -- stages ------------------------------------------------------------------------------
+# Each returns True when it did work and False when its output already existed.
+
+
+def _supernet_path(config: PipelineConfig) -> Path:
+    return config.run / "supernet" / FINAL["supernet"]
+
+
+def _supernet(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -> bool:
+    path = _supernet_path(config)
+    if path.is_file():
+        load_checkpoint(path, kind="supernet")  # a corrupt file is an error, not a skip
+        return False
+    data = load_data(config.data)
+    space = fit_to_data(load_space(config.space), data)
+    recipe = TrainConfig.from_dict({**config.supernet.to_dict(), "seed": config.seed})
+    train(
+        space,
+        data,
+        recipe,
+        path.parent,
+        device=config.device,
+        resume=(path.parent / STATE).exists(),
+        progress=progress,
+        log=log,
+    )
+    return True
+
+
+def _search(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -> bool:
+    from nas.search import SearchOptions, run_search
+
+    s = config.search
+    summary = config.run / "summary.json"
+    if summary.is_file() and (config.run / "pareto.csv").is_file():
+        done = json.loads(summary.read_text())
+        if done["trials"]["complete"] >= s.trials and done["latency_budget_ms"] == s.budget_ms:
+            return False
+    run_search(
+        SearchOptions(
+            latency_budget_ms=s.budget_ms,
+            target=config.target,
+            supernet=_supernet_path(config),
+            data=config.data,
+            trials=s.trials,
+            timeout_s=s.timeout_s,
+            sampler=s.sampler,
+            study_name=config.name,
+            run=config.run,
+            proxy=s.proxy,
+            seed=config.seed,
+            finetune_epochs=s.finetune_epochs,
+            bn_batches=s.bn_batches,
+            device=config.device,
+            progress=progress,
+        ),
+        log=log,
+    )
+    return True
+
+
+def _baselines(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -> bool:
+    if config.baselines is None:
+        return False
+    todo = [
+        name
+        for name in config.baselines.models
+        if not (config.run / "baselines" / name / FINAL["model"]).is_file()
+    ]
+    if not todo:
+        return False
+    data = load_data(config.data)
+    for name in todo:
+        out = config.run / "baselines" / name
+        log(f"baseline {name}: {config.baselines.train.epochs} epochs on {data.info['source']}")
+        train(
+            load_network(name),
+            data,
+            TrainConfig.from_dict({**config.baselines.train.to_dict(), "seed": config.seed}),
+            out,
+            device=config.device,
+            resume=(out / STATE).exists(),
+            progress=progress,
+            log=log,
+        )
+    return True
+
+
+def _chosen(config: PipelineConfig, count: int) -> list[dict[str, Any]]:
+    """The ``count`` most accurate front models (validation accuracy)."""
+    front = pd.read_csv(config.run / "pareto.csv")
+    best = front.sort_values("val_acc", ascending=False).head(count)
+    return [{str(k): v for k, v in row.items()} for row in best.to_dict("records")]
+
+
+def _prune(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -> bool:
+    from compress.prune import PruneConfig, prune_checkpoint
+
+    p = config.prune
+    if p is None:
+        return False
+    did = False
+    for row in _chosen(config, p.models):
+        folder = config.run / "compress" / str(row["arch_hash"])
+        if (folder / "pruned.json").is_file():
+            continue
+        log(f"prune {row['arch_hash']}: {p.ratio:.0%} of channels, {p.steps} step(s)")
+        prune_checkpoint(
+            config.run / str(row["checkpoint"]),
+            folder / "pruned.pt",
+            PruneConfig(ratio=p.ratio, importance=p.importance),
+            steps=p.steps,
+            finetune_epochs=p.finetune_epochs,
+            data=config.data,
+            target=config.target,
+            seed=config.seed,
+            device="cpu" if config.device == "auto" else config.device,
+            progress=progress,
+            log=log,
+        )
+        did = True
+    return did
+
+
+def _quantize(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -> bool:
+    from compress.quantize import quantize_checkpoint
+
+    q = config.quantize
+    if q is None:
+        return False
+    count = config.prune.models if config.prune is not None else 2
+    did = False
+    for row in _chosen(config, count):
+        folder = config.run / "compress" / str(row["arch_hash"])
+        sources = [("int8", config.run / str(row["checkpoint"]))]
+        if q.pruned and (folder / "pruned.pt").is_file():
+            sources.append(("pruned-int8", folder / "pruned.pt"))
+        for sub, source in sources:
+            if (folder / sub / "quantize.json").is_file():
+                continue
+            log(f"quantize {row['arch_hash']} ({sub}): {q.method} on {q.runtime}")
+            quantize_checkpoint(
+                source,
+                folder / sub,
+                method=q.method,
+                runtime=q.runtime,
+                target=q.target,
+                calib_batches=q.calib_batches,
+                data=config.data,
+                max_drop=q.max_drop,
+                variants=q.variants,
+                seed=config.seed,
+                progress=progress,
+                log=log,
+            )
+            did = True
+    return did
+
+
+def _report(
+    config: PipelineConfig, record: dict[str, Any], progress: bool, log: Callable[[str], None]
+) -> bool:
+    from reports import build_report
+
+    index = config.run / "report" / "index.html"
+    earlier = [record["stages"].get(s, {}).get("status") for s in STAGES[:-1]]
+    if index.is_file() and all(s != "done" for s in earlier):
+        return False
+    build_report(
+        config.run,
+        targets=list(config.report.targets) or None,
+        passes=config.report.passes,
+        progress=progress,
+        log=log,
+    )
+    return True

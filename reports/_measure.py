@@ -1,0 +1,62 @@
+"""Every model of a report measured on every report target (through the latency cache)."""
+
+from __future__ import annotations
+
+import statistics
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from nas.latency import HardwareTarget, LatencyMeter, Measurement
+from reports._collect import INT8_TORCH_FACTORY, ModelEntry
+
+LATENCY_COLUMNS = [
+    "target",
+    "key",
+    "latency_ms",
+    "latency_min_ms",
+    "latency_max_ms",
+    "latency_p90_ms",
+    "noisy",
+]
+
+
+def measure_all(
+    models: list[ModelEntry], targets: list[HardwareTarget], passes: int, progress: bool
+) -> pd.DataFrame:
+    """Latency of each model on each target that can run it: the median over ``passes``
+    separate measurements (cached, so a rebuilt report re-measures nothing), with the
+    passes' min and max as the spread."""
+    rows = []
+    for target in targets:
+        subjects = [m for m in models if m.runs_on(target.runtime)]
+        with LatencyMeter(target) as meter:
+            bar = tqdm(
+                subjects, desc=f"measure on {target.name}", unit="model", disable=not progress
+            )
+            for entry in bar:
+                runs = [_measure(meter, entry, p) for p in range(passes)]
+                medians = [r.median_ms for r in runs]
+                rows.append(
+                    {
+                        "target": target.name,
+                        "key": entry.key,
+                        "latency_ms": statistics.median(medians),
+                        "latency_min_ms": min(medians),
+                        "latency_max_ms": max(medians),
+                        "latency_p90_ms": statistics.median(r.stats.p90_ms for r in runs),
+                        "noisy": any(r.stats.noisy for r in runs),
+                    }
+                )
+    return pd.DataFrame(rows, columns=LATENCY_COLUMNS)
+
+
+def _measure(meter: LatencyMeter, entry: ModelEntry, repeat: int) -> Measurement:
+    if entry.kind == "arch":
+        assert entry.arch is not None
+        return meter.measure_arch(entry.arch, repeat=repeat)
+    if entry.kind == "checkpoint":
+        return meter.measure_checkpoint(entry.path, repeat=repeat)
+    if entry.kind == "onnx":
+        return meter.measure_onnx(entry.path, entry.input_shape, repeat=repeat)
+    return meter.measure_built(INT8_TORCH_FACTORY, entry.path, entry.input_shape, repeat=repeat)

@@ -1,0 +1,129 @@
+"""The report's figures (matplotlib, Agg): Pareto plot per target, FLOPs vs latency."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nas.search import pareto_front
+
+_STYLE = {  # role -> (marker, colour, label)
+    "front": ("o", "#1f77b4", "searched front models (line: Pareto here)"),
+    "baseline": ("s", "#d62728", "hand-designed baseline"),
+    "pruned": ("^", "#2ca02c", "pruned"),
+    "int8": ("D", "#9467bd", "int8"),
+    "pruned+int8": ("P", "#ff7f0e", "pruned + int8"),
+}
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def pareto_plot(
+    table: pd.DataFrame,
+    trials: pd.DataFrame | None,
+    target: str,
+    budget_ms: float | None,
+    path: Path,
+) -> Path:
+    """Validation accuracy vs measured latency on ``target``: every searched trial (grey,
+    search target only), the searched models with their front, baselines, and each
+    compressed variant joined to its parent by a thin line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 5.2), dpi=110)
+    if trials is not None and len(trials):
+        ax.scatter(
+            trials["latency_ms"],
+            trials["val_acc"],
+            s=12,
+            c="#c7c7c7",
+            label="searched trials (supernet accuracy)",
+            zorder=1,
+        )
+    fronts = table[table["role"] == "front"]
+    parents = {str(r["name"]): (r["latency_ms"], r["val_acc"]) for r in fronts.to_dict("records")}
+    for row in table[table["parent"].notna()].to_dict("records"):
+        if str(row["parent"]) in parents:
+            lat, acc = parents[str(row["parent"])]
+            ax.plot(
+                [lat, row["latency_ms"]],
+                [acc, row["val_acc"]],
+                color="#999999",
+                lw=0.8,
+                zorder=2,
+            )
+    for role, (marker, colour, label) in _STYLE.items():
+        part = table[table["role"] == role]
+        if part.empty:
+            continue
+        ax.errorbar(
+            part["latency_ms"],
+            part["val_acc"],
+            xerr=[
+                part["latency_ms"] - part["latency_min_ms"],
+                part["latency_max_ms"] - part["latency_ms"],
+            ],
+            fmt=marker,
+            color=colour,
+            ms=7,
+            capsize=2,
+            elinewidth=0.8,
+            label=label,
+            zorder=3,
+        )
+        if role == "front":
+            on = part[part["pareto"]].sort_values("latency_ms")
+            ax.step(on["latency_ms"], on["val_acc"], where="post", color=colour, lw=1.2)
+        if role == "baseline":
+            for base in part.to_dict("records"):
+                ax.annotate(
+                    str(base["name"]).replace("_cifar", ""),
+                    (base["latency_ms"], base["val_acc"]),
+                    textcoords="offset points",
+                    xytext=(6, -10),
+                    fontsize=8,
+                    color=colour,
+                )
+    if budget_ms is not None:
+        ax.axvline(budget_ms, color="#444444", ls="--", lw=1, label=f"budget {budget_ms:g} ms")
+    ax.set_xlabel(f"measured latency on {target} (ms, median; bars: min-max of passes)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_title(f"Accuracy vs latency on {target}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def flops_plot(points: pd.DataFrame, target: str, tau: float, path: Path) -> Path:
+    """FLOPs vs measured latency of every searched arch, with their rank correlation."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), dpi=110)
+    ax.scatter(points["flops"] / 1e6, points["latency_ms"], s=14, c="#1f77b4")
+    ax.set_xlabel("MFLOPs (multiply-accumulates)")
+    ax.set_ylabel(f"measured latency on {target} (ms)")
+    ax.set_title(f"FLOPs vs latency: Kendall tau {tau:.2f} over {len(points)} archs")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def front_mask(table: pd.DataFrame) -> pd.Series:
+    """Which ``front`` rows are Pareto-optimal (accuracy up, latency down) in ``table``."""
+    mask = pd.Series(False, index=table.index)
+    part = table[(table["role"] == "front") & table["latency_ms"].notna()]
+    keep = pareto_front(list(zip(part["val_acc"], part["latency_ms"], strict=True)))
+    mask.loc[part.index[keep]] = True
+    return mask

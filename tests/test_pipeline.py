@@ -1,0 +1,236 @@
+"""The end-to-end pipeline and the report it ends with, on a small real run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+from nas.checkpoint import load_checkpoint, network_from_checkpoint
+from nas.latency import HardwareTarget
+from nas.models import ReferenceNet, load_network
+from nas.pipeline import STAGES, load_pipeline, run_pipeline
+from nas.pipeline.__main__ import main as pipeline_main
+from reports import RESULT_COLUMNS, build_report
+from reports.build import main as report_main
+from tests.conftest import REPO, TINY_SPACE
+from tests.helpers import call_cli
+
+QUIET = {"progress": False, "log": lambda _: None}
+
+
+def _config(root: Path) -> dict:
+    torch_target = root / "fast-torch.yaml"
+    ort_target = root / "fast-ort.yaml"
+    for path, runtime in ((torch_target, "torch"), (ort_target, "onnxruntime")):
+        HardwareTarget(path.stem, runtime, warmup=2, repeats=8, max_cv=0.5, retries=0).to_yaml(path)
+    return {
+        "name": "tiny-pipeline",
+        "run": str(root / "run"),
+        "data": {"source": "embedded", "train_per_class": 40, "val_per_class": 10},
+        "space": str(TINY_SPACE),
+        "target": str(torch_target),
+        "supernet": {"epochs": 1, "steps_per_epoch": 3, "batch_size": 32},
+        "search": {"latency_budget": "50ms", "trials": 3, "bn_batches": 1, "sampler": "random"},
+        "baselines": {
+            "models": ["shufflenet_v2_x0_5_cifar", "mobilenet_v3_small_cifar"],
+            "train": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 32},
+        },
+        "prune": {"ratio": 0.3, "steps": 1, "finetune_epochs": 0, "models": 1},
+        "quantize": {"calib_batches": 1, "variants": "gather-qdq-per-tensor"},
+        "report": {"targets": [str(torch_target), str(ort_target)], "passes": 2},
+    }
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    path = root / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(_config(root)))
+    config = load_pipeline(path)
+    record = run_pipeline(config, **QUIET)
+    return config, record
+
+
+@pytest.mark.slow
+def test_pipeline_runs_every_stage_and_the_report_matches_the_run(pipeline_run):
+    config, record = pipeline_run
+    run = config.run
+    assert [record["stages"][s]["status"] for s in STAGES] == ["done"] * len(STAGES)
+    for name in ("index.html", "report.md", "results.csv", "pareto.png"):
+        assert (run / "report" / name).is_file(), name
+    results = pd.read_csv(run / "report" / "results.csv")
+    assert list(results.columns) == RESULT_COLUMNS
+    assert set(results.target) == {"fast-torch", "fast-ort"}
+    for target in ("fast-torch", "fast-ort"):
+        assert (run / "report" / f"pareto-{target}.png").is_file()
+
+    # the searched front: the report's numbers are the run's
+    front = pd.read_csv(run / "pareto.csv")
+    shown = results[results.role == "front"]
+    for row in front.itertuples():
+        mine = shown[shown.name == row.arch_hash]
+        assert len(mine) == 2  # one row per target
+        assert np.allclose(mine.val_acc, row.val_acc) and np.allclose(mine.test_acc, row.test_acc)
+        assert (mine.flops == row.flops).all() and (mine.params == row.params).all()
+    assert shown.groupby("target").pareto.any().all()  # each target has a front
+
+    # baselines: metrics from their checkpoints, MobileNetV3 included
+    baselines = results[results.role == "baseline"]
+    assert set(baselines.name) == {"shufflenet_v2_x0_5_cifar", "mobilenet_v3_small_cifar"}
+    for name in baselines.name.unique():
+        payload = load_checkpoint(run / "baselines" / name / "model.pt", kind="model")
+        got = baselines[baselines.name == name]
+        assert np.allclose(got.val_acc, payload["metrics"]["val_acc"])
+        assert np.allclose(got.test_acc, payload["metrics"]["test_acc"])
+
+    # compressed variants: linked to their parent; int8 ONNX only on the ONNX Runtime target
+    pruned = results[results.role == "pruned"]
+    assert len(pruned) == 2 and pruned.parent.isin(front.arch_hash).all()
+    int8 = results[results.role.isin(["int8", "pruned+int8"])]
+    assert set(int8.target) == {"fast-ort"} and len(int8) == 2
+    for row in results[results.parent.notna()].itertuples():
+        parent = results[
+            (results.target == row.target)
+            & (results.role == "front")
+            & (results.name == row.parent)
+        ].iloc[0]
+        assert row.speedup_vs_parent == pytest.approx(parent.latency_ms / row.latency_ms)
+    assert (results.latency_ms > 0).all()
+    assert (results.latency_min_ms <= results.latency_ms).all()
+    assert (results.latency_ms <= results.latency_max_ms).all()
+
+    text = (run / "report" / "report.md").read_text()
+    for heading in ("Search", "Targets compared", "FLOPs vs measured latency", "Compression"):
+        assert f"## {heading}" in text
+    summary = json.loads((run / "summary.json").read_text())
+    assert f"{summary['trials']['complete']} / {summary['trials']['feasible']}" in text
+
+
+@pytest.mark.slow
+def test_a_second_run_skips_finished_stages_and_redoes_missing_ones(pipeline_run):
+    config, _ = pipeline_run
+    run = config.run
+    record = run_pipeline(config, **QUIET)
+    assert all(record["stages"][s]["status"].startswith("skipped") for s in STAGES)
+
+    # a stage whose output is gone runs again, and the report after it
+    quantized = sorted((run / "compress").glob("*/int8/quantize.json"))
+    assert quantized
+    quantized[0].unlink()
+    record = run_pipeline(config, **QUIET)
+    status = {s: record["stages"][s]["status"] for s in STAGES}
+    assert status["quantize"] == "done" and status["report"] == "done"
+    assert all(status[s].startswith("skipped") for s in ("supernet", "search", "baselines"))
+
+
+@pytest.mark.slow
+def test_report_loads_in_headless_chromium(pipeline_run, tmp_path):
+    config, _ = pipeline_run
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+    report = tmp_path / "report"
+    shutil.copytree(config.run / "report", report)
+    # A probe copy of the page reports, once loaded, how many images decoded.
+    page = (report / "index.html").read_text()
+    probe = (
+        "<script>window.addEventListener('load', () => { const imgs = [...document.images]; "
+        "document.title = 'loaded ' + imgs.filter(i => i.complete && i.naturalWidth > 0)"
+        ".length + '/' + imgs.length; });</script>"
+    )
+    (report / "probe.html").write_text(page.replace("</body>", probe + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    dom = subprocess.run(
+        [
+            browser,
+            *flags,
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            (report / "probe.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    images = page.count("<img ")
+    assert images >= 3
+    assert f"<title>loaded {images}/{images}</title>" in dom.stdout, dom.stderr[-2000:]
+
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [
+            browser,
+            *flags,
+            "--window-size=1280,2000",
+            f"--screenshot={shot}",
+            (report / "index.html").as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
+    assert pixels.shape == (2000, 1280) and pixels.std() > 10  # not a blank page
+
+
+def test_pipeline_config_errors_are_one_line(tmp_path, capsys):
+    good = _config(tmp_path)
+    cases = [
+        ("name: [unclosed", "malformed YAML"),
+        (yaml.safe_dump({**good, "surprise": 1}), "unknown section 'surprise'"),
+        (yaml.safe_dump({**good, "search": {"latency_budget": "25"}}), "search.latency_budget"),
+        (yaml.safe_dump({**good, "prune": {"ratio": 0.3, "speed": 2}}), "prune.speed"),
+        (yaml.safe_dump({**good, "baselines": {"models": ["resnet9000"]}}), "resnet9000"),
+    ]
+    for text, message in cases:
+        path = tmp_path / "bad.yaml"
+        path.write_text(text)
+        code, _, err = call_cli(pipeline_main, ["--config", path], capsys)
+        assert code == 2, text
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "run").exists()  # nothing half-written
+
+
+def test_report_needs_a_finished_search(tmp_path, capsys):
+    code, _, err = call_cli(report_main, ["--run", tmp_path / "nope"], capsys)
+    assert code == 2 and "run directory not found" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = call_cli(report_main, ["--run", tmp_path / "empty"], capsys)
+    assert code == 2 and "no finished search" in err
+    with pytest.raises(Exception, match="no finished search"):
+        build_report(tmp_path / "empty", **QUIET)
+
+
+def test_reference_networks_build_and_round_trip(tmp_path):
+    import torch
+
+    net = load_network("mobilenet_v3_small_cifar")
+    assert isinstance(net, ReferenceNet) and net.resolution == 32
+    assert ReferenceNet.from_dict(net.to_dict()) == net
+    model = net.build().eval()
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    from nas.checkpoint import save_checkpoint
+
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        {"kind": "model", "network": net.to_dict(), "state_dict": model.state_dict()},
+    )
+    again = network_from_checkpoint(load_checkpoint(path, kind="model"))
+    x = torch.randn(1, 3, 32, 32)
+    assert torch.equal(again(x), model(x))
+    with pytest.raises(Exception, match="unknown arch 'resnet9000'"):
+        load_network("resnet9000")
+
+
+def test_shipped_pipelines_parse():
+    for path in sorted((REPO / "examples").glob("pipeline*.yaml")):
+        config = load_pipeline(path)
+        assert config.search.budget_ms > 0, path
