@@ -123,3 +123,23 @@ def _shared_cifar_supernet() -> Supernet:
         randomize_bn(net, seed=1)
         _NET.append(net.eval())
     return _NET[0]
+
+
+def test_fresh_supernet_has_tame_gradients_on_its_deepest_subnet():
+    """Zero-initialised branches: the 32-unit sub-net's gradient norm at initialisation is
+    of the order of a torchvision-sized net's (with torch's default init it is ~4,000,
+    which throws the shared weights off in the first supernet steps)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    net = Supernet(load_space("shufflenetv2_cifar")).train()
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    norms = []
+    for arch in (net.space.max_arch, net.space.min_arch):
+        net.zero_grad()
+        F.cross_entropy(net(x, arch), y).backward()
+        norms.append(float(torch.nn.utils.clip_grad_norm_(net.parameters(), float("inf"))))
+    assert max(norms) < 20, norms
+    for stage in (net.stage2, net.stage3, net.stage4):
+        assert float(stage[0].branch2[6].weight.detach().abs().sum()) > 0  # downsampling: not
+        assert all(float(u.branch2[6].weight.detach().abs().sum()) == 0 for u in stage[1:])

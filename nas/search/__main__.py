@@ -70,6 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="epochs of the supernet trained when none is given (default 8)",
     )
     parser.add_argument("--supernet-strategy", default="spos", choices=("spos", "sandwich"))
+    parser.add_argument(
+        "--supernet-lr",
+        type=float,
+        default=0.02,
+        help="peak learning rate of that supernet (default 0.02)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
     from nas.train.__main__ import add_data_arguments, data_spec
@@ -99,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bn_batches=args.bn_batches,
         supernet_epochs=args.supernet_epochs,
         supernet_strategy=args.supernet_strategy,
+        supernet_lr=args.supernet_lr,
         device=args.device,
         progress=not args.no_progress,
     )
