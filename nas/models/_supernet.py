@@ -152,8 +152,11 @@ class Supernet(nn.Module):
         the CIFAR space); the branches grow from the loss as in ResNets' zero-init trick."""
         for stage in (self.stage2, self.stage3, self.stage4):
             for unit in stage:
+                assert isinstance(unit, _SuperUnit)
                 if unit.stride == 1:
-                    nn.init.zeros_(unit.branch2[6].weight)
+                    last_bn = unit.branch2[6]
+                    assert isinstance(last_bn, DynamicBatchNorm2d)
+                    nn.init.zeros_(last_bn.weight)
 
     def forward(self, x: Tensor, arch: ArchConfig | None = None) -> Tensor:
         """Run sub-net ``arch`` (default: the largest) on ``x``."""
