@@ -125,14 +125,31 @@ def fit_overhead(
     block_sums: list[float], mparams: list[float], measured: list[float]
 ) -> tuple[float, float, float]:
     """``(slope, per_mparam, intercept)`` of ``measured ~ slope * block_sum + per_mparam *
-    mparams + intercept``, least squares on relative error."""
+    mparams + intercept``, least squares on relative error.
+
+    A fit must make physical sense on the archs it was fitted on (positive slope,
+    non-negative cost per parameter, every prediction positive); few or noisy samples can
+    break that (a 6-arch fit on a busy machine once predicted -0.1 ms), and then the
+    simpler model ``slope * block_sum + intercept``, then ``slope * block_sum``, is used.
+    """
     y = np.asarray(measured, dtype=float)
     if len(y) < 3:
         return 1.0, 0.0, 0.0
-    features = np.column_stack([block_sums, mparams, np.ones_like(y)])
+    sums, params, ones = np.asarray(block_sums, float), np.asarray(mparams, float), np.ones_like(y)
     weights = 1.0 / y
-    coef, *_ = np.linalg.lstsq(features * weights[:, None], y * weights, rcond=None)
-    return float(coef[0]), float(coef[1]), float(coef[2])
+    for columns, slots in (
+        ((sums, params, ones), (0, 1, 2)),
+        ((sums, ones), (0, 2)),
+        ((sums,), (0,)),
+    ):
+        features = np.column_stack(columns)
+        coef, *_ = np.linalg.lstsq(features * weights[:, None], y * weights, rcond=None)
+        full = [0.0, 0.0, 0.0]
+        for slot, value in zip(slots, coef, strict=True):
+            full[slot] = float(value)
+        if full[0] > 0 and full[1] >= 0 and bool(np.all(features @ coef > 0)):
+            return full[0], full[1], full[2]
+    return 1.0, 0.0, 0.0
 
 
 def build_lut(
