@@ -252,7 +252,9 @@ def test_fit_overhead_never_predicts_a_negative_latency():
     assert free[1] < 0  # the unconstrained fit is unphysical here
     slope, per_mparam, intercept = fit_overhead(sums, mparams, measured)
     assert slope > 0 and per_mparam >= 0
-    predictions = [slope * s + per_mparam * m + intercept for s, m in zip(sums, mparams, strict=True)]
+    predictions = [
+        slope * s + per_mparam * m + intercept for s, m in zip(sums, mparams, strict=True)
+    ]
     assert min(predictions) > 0
 
 
