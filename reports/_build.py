@@ -16,9 +16,10 @@ import pandas as pd
 
 from nas._errors import ConfigError
 from nas.latency import RUNTIMES, HardwareTarget, kendall_tau, load_target
+from nas.search import pareto_front
 from reports._collect import ROLES, RunData, collect
 from reports._measure import measure_all
-from reports._plots import flops_plot, front_mask, pareto_plot
+from reports._plots import flops_plot, pareto_plot
 from reports._render import Section, write_html, write_markdown
 
 RESULT_COLUMNS = [
@@ -109,7 +110,7 @@ def _results(run: RunData, latencies: pd.DataFrame) -> pd.DataFrame:
     table = latencies.merge(models, on="key", how="left")
     table["pareto"] = False
     table["speedup_vs_parent"] = np.nan
-    for target, part in table.groupby("target", sort=False):
+    for _, part in table.groupby("target", sort=False):
         table.loc[part.index, "pareto"] = front_mask(part)
         front = part[part["role"] == "front"].set_index("name")["latency_ms"]
         derived = part[part["parent"].notna()]
@@ -117,11 +118,19 @@ def _results(run: RunData, latencies: pd.DataFrame) -> pd.DataFrame:
             front.get(p, np.nan) / lat
             for p, lat in zip(derived["parent"], derived["latency_ms"], strict=True)
         ]
-        del target
     for column in RESULT_COLUMNS:
         if column not in table:
             table[column] = np.nan
     return table[RESULT_COLUMNS]
+
+
+def front_mask(table: pd.DataFrame) -> pd.Series:
+    """Which ``front`` rows are Pareto-optimal (accuracy up, latency down) in ``table``."""
+    mask = pd.Series(False, index=table.index)
+    part = table[(table["role"] == "front") & table["latency_ms"].notna()]
+    keep = pareto_front(list(zip(part["val_acc"], part["latency_ms"], strict=True)))
+    mask.loc[part.index[keep]] = True
+    return mask
 
 
 def _fmt_ms(value: Any) -> str:

@@ -83,7 +83,7 @@ def collect(run_dir: Path, baselines: list[Path] | None = None) -> RunData:
         models.append(_checkpoint_entry(path, "baseline", parent=None))
     for entry in list(models):
         if entry.role == "front":
-            models += _compressed(run_dir / "compress" / entry.key.split("/", 1)[1], entry)
+            models += _compressed(run_dir / "compress" / entry.name, entry)
     trials, note = _trials(run_dir, summary)
     if note:
         notes.append(note)

@@ -7,8 +7,6 @@ from typing import Any
 
 import pandas as pd
 
-from nas.search import pareto_front
-
 _STYLE = {  # role -> (marker, colour, label)
     "front": ("o", "#1f77b4", "searched front models (line: Pareto here)"),
     "baseline": ("s", "#d62728", "hand-designed baseline"),
@@ -118,12 +116,3 @@ def flops_plot(points: pd.DataFrame, target: str, tau: float, path: Path) -> Pat
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def front_mask(table: pd.DataFrame) -> pd.Series:
-    """Which ``front`` rows are Pareto-optimal (accuracy up, latency down) in ``table``."""
-    mask = pd.Series(False, index=table.index)
-    part = table[(table["role"] == "front") & table["latency_ms"].notna()]
-    keep = pareto_front(list(zip(part["val_acc"], part["latency_ms"], strict=True)))
-    mask.loc[part.index[keep]] = True
-    return mask

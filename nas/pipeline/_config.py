@@ -118,9 +118,7 @@ def _section(cls: type[T], data: Any, where: str, base: T | None = None) -> T:
         if base is not None:
             return dataclasses.replace(base, **values)  # type: ignore[type-var]
         return cls(**values)
-    except NasError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-    except TypeError as exc:
+    except (NasError, TypeError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 

@@ -24,6 +24,7 @@ from nas.models import load_network
 from nas.pipeline._config import PipelineConfig
 from nas.space import load_space
 from nas.train import FINAL, STATE, TrainConfig, fit_to_data, train
+from nas.train._distributed import pick_device
 
 STAGES = ("supernet", "search", "baselines", "prune", "quantize", "report")
 RECORD = "pipeline.json"
@@ -87,16 +88,17 @@ def _check(config: PipelineConfig) -> None:
 
 def _load_record(run: Path, config: PipelineConfig) -> dict[str, Any]:
     path = run / RECORD
+    settings = json.loads(json.dumps(config.to_dict(), default=str))  # as stored in JSON
     if path.is_file():
         record: dict[str, Any] = json.loads(path.read_text())
-        if record.get("config") != json.loads(json.dumps(config.to_dict(), default=str)):
+        if record.get("config") != settings:
             raise ConfigError(
                 f"{run} holds a pipeline run with other settings; use the same config or "
                 "another run directory (`run:` in the YAML)"
             )
         return record
     return {
-        "config": json.loads(json.dumps(config.to_dict(), default=str)),
+        "config": settings,
         "machine": machine_info(),
         "stages": {},
     }
@@ -224,7 +226,7 @@ def _prune(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -
             data=config.data,
             target=config.target,
             seed=config.seed,
-            device="cpu" if config.device == "auto" else config.device,
+            device=str(pick_device(config.device)),
             progress=progress,
             log=log,
         )
