@@ -19,11 +19,12 @@ import json
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_results
+from _common import RESULTS, write_results
 
 from compress.prune import PruneConfig, prune_checkpoint
 from compress.quantize import quantize_checkpoint
@@ -33,7 +34,16 @@ from nas.data import load_data
 from nas.latency import LatencyMeter, load_target
 from nas.train import FINAL, STATE, TrainConfig, train
 
-SCALES = {"cpu": {"epochs": 10, "finetune": 5, "data": "embedded"}}
+
+@dataclass(frozen=True)
+class Scale:
+    epochs: int  # training of the model to compress (when no --checkpoint is given)
+    finetune: int  # fine-tuning epochs after pruning
+    data: str = "embedded"
+    steps_per_epoch: int | None = None  # tiny (CI smoke) runs only
+
+
+SCALES = {"cpu": Scale(10, 5), "tiny": Scale(1, 1, steps_per_epoch=2)}
 
 
 def main() -> None:
@@ -46,6 +56,12 @@ def main() -> None:
     parser.add_argument("--ratio", type=float, default=0.3)
     parser.add_argument("--work", type=Path, default=Path("runs/bench-compression"))
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument(
+        "--name",
+        default="compression",
+        help="results/<name>_<scale>.{json,md} (default compression)",
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     scale = SCALES[args.scale]
     work = args.work
@@ -59,8 +75,13 @@ def main() -> None:
             started = time.time()
             train(
                 preset(args.preset),
-                load_data(scale["data"]),
-                TrainConfig(epochs=scale["epochs"], batch_size=128, lr=0.1),
+                load_data(scale.data),
+                TrainConfig(
+                    epochs=scale.epochs,
+                    batch_size=128,
+                    lr=0.1,
+                    steps_per_epoch=scale.steps_per_epoch,
+                ),
                 work / "base",
                 resume=(work / "base" / STATE).exists(),
             )
@@ -74,7 +95,7 @@ def main() -> None:
             pruned,
             PruneConfig(args.ratio, "group-norm", global_ranking=False),
             steps=3,
-            finetune_epochs=scale["finetune"],
+            finetune_epochs=scale.finetune,
             lr=0.02,
             target=None,
         )
@@ -92,7 +113,9 @@ def main() -> None:
             quantized[f"{name}/{runtime}"] = json.loads((out / "quantize.json").read_text())
 
     # Every model on every target, in one run, rounds alternating between models.
-    base_model = model_from_checkpoint(load_checkpoint(checkpoint, kind="model"))
+    base_payload = load_checkpoint(checkpoint, kind="model")
+    counts = base_payload["data"]["counts"]
+    base_model = model_from_checkpoint(base_payload)
     arch = base_model.arch
     shape = (1, arch.in_channels, arch.resolution, arch.resolution)
     subjects = {
@@ -186,7 +209,12 @@ def main() -> None:
         "val_drop_points",
     ]
     notes = (
-        f"{args.preset} trained {scale['epochs']} epochs on the `{scale['data']}` data; pruning: "
+        (
+            f"{args.preset} trained {scale.epochs} epochs on the `{scale.data}` data"
+            if args.checkpoint is None
+            else f"`{args.checkpoint}`"
+        )
+        + "; pruning: "
         f"{args.ratio:.0%} of channels (group-norm, per layer, 3 steps, "
         f"{prune_report['prune']['finetune_epochs']} fine-tuning epochs), reached "
         f"{prune_report['ratio_reached']:.1%}. int8 on onnxruntime: the fastest variant within "
@@ -195,10 +223,12 @@ def main() -> None:
         "rounds alternating between models. speedup: vs fp32 on the same target, the median "
         "(min, max) over rounds of the ratio within a round; vs_ort_fp32: vs fp32 on ONNX "
         "Runtime, the fastest fp32 runtime here. int8 FLOPs are the fp32 model's (MACs). "
-        "Accuracy: val (500 "
-        "images, carved from train) decides; test (1000 images) is reported only."
+        f"Accuracy: val ({counts['val']} images, carved from train) decides; test "
+        f"({counts['test']} images) is reported only."
     )
-    json_path, md_path = write_results("compression", args.scale, rows, extra, columns, notes)
+    json_path, md_path = write_results(
+        args.name, args.scale, rows, extra, columns, notes, args.results
+    )
     print(md_path.read_text())
     print(f"-> {json_path}")
 

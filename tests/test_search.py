@@ -234,6 +234,10 @@ def _cli(*args, env=None, **kw):
         (["--latency-budget", "25ms", "--space", "nope"], "unknown search space 'nope'"),
         (["--latency-budget", "25ms", "--proxy", "guess"], "unknown proxy 'guess'"),
         (["--latency-budget", "25ms", "--supernet", "missing.pt"], "checkpoint not found"),
+        (
+            ["--latency-budget", "25ms", "--start-arch", "shufflenet_v2_x1_0"],
+            "start arch shufflenet_v2_x1_0: arch",
+        ),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):

@@ -52,6 +52,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--start-arch",
+        action="append",
+        default=[],
+        metavar="ARCH",
+        help="evaluate this arch (preset or arch YAML) first; repeatable",
+    )
+    parser.add_argument(
         "--finetune-epochs",
         type=int,
         default=0,
@@ -108,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         supernet_lr=args.supernet_lr,
         device=args.device,
         progress=not args.no_progress,
+        start_archs=tuple(args.start_arch),
     )
     run_search(options)
     return 0

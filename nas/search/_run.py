@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from nas._env import machine_info
 from nas._errors import CheckpointError, ConfigError
-from nas.arch import ArchConfig
+from nas.arch import ArchConfig, load_arch
 from nas.checkpoint import load_checkpoint, save_checkpoint, space_of, supernet_from_checkpoint
 from nas.data import DataSpec, DataSplits, load_data
 from nas.latency import (
@@ -86,6 +86,9 @@ class SearchOptions:
     supernet_lr: float = 0.02
     device: str = "auto"
     progress: bool = True
+    # Archs (preset names, arch YAML paths or ArchConfigs) evaluated first when the study
+    # is new, e.g. the hand-designed net whose latency is the budget.
+    start_archs: tuple[str | ArchConfig, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.latency_budget_ms > 0:
@@ -115,6 +118,7 @@ class _Context:
     log: Callable[[str], None]
     device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
+    start_params: list[dict[str, Any]] = field(default_factory=list)
 
 
 def default_study_name(space: str, target: str, budget_ms: float, proxy: str) -> str:
@@ -141,6 +145,9 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> di
         ),
         _settings(ctx),
     )
+    if not study.trials:
+        for params in ctx.start_params:
+            study.enqueue_trial(params, skip_if_exists=True)
     meter = LatencyMeter(ctx.target)  # whatever the proxy, the final front is measured
     try:
         predictor = _predictor(ctx, meter)
@@ -182,6 +189,12 @@ def _prepare(options: SearchOptions, log: Callable[[str], None]) -> _Context:
     checkpoint = None
     if options.supernet is not None:
         checkpoint = load_checkpoint(options.supernet, kind="supernet")
+    if requested is not None:
+        known = requested
+    else:
+        assert checkpoint is not None  # no space named: the supernet's
+        known = space_of(checkpoint)
+    start = [_start_params(known, arch) for arch in options.start_archs]  # before any data
     data_spec = options.data
     if checkpoint is not None:
         trained_on = DataSpec.from_dict(checkpoint["data"]["spec"])
@@ -215,9 +228,23 @@ def _prepare(options: SearchOptions, log: Callable[[str], None]) -> _Context:
     storage = options.storage or f"sqlite:///{run_dir.resolve() / 'study.db'}"
     supernet_path = options.supernet or run_dir / "supernet" / FINAL["supernet"]
     device = str(pick_device(options.device))
-    return _Context(
-        options, target, space, data, run_dir, name, storage, supernet_path, log, device
-    )
+    ctx = _Context(options, target, space, data, run_dir, name, storage, supernet_path, log, device)
+    ctx.start_params = start
+    return ctx
+
+
+def _start_params(space: SearchSpace, given: str | ArchConfig) -> dict[str, Any]:
+    """The searched axes' values of a start arch, checked to lie in the space (its class
+    and channel counts follow the data, like every arch of the search)."""
+    arch = load_arch(given) if isinstance(given, str) else given
+    params = arch.to_params()
+    params.update({k: v for k, v in space.fixed.items() if k in ("num_classes", "in_channels")})
+    try:
+        space.check(ArchConfig.from_params(params))
+    except ConfigError as exc:
+        name = given if isinstance(given, str) else arch.hash
+        raise ConfigError(f"start arch {name}: {exc}") from None
+    return {k: v for k, v in params.items() if k in space.searchable}
 
 
 def _supernet(ctx: _Context) -> Supernet:

@@ -1,0 +1,167 @@
+"""The search side of the CIFAR-10 benchmarks, shared by search.py, flops_proxy.py and
+supernet_ranking.py: one supernet per scale, the budgets taken from the hand-designed
+baselines, one search per (target, baseline, proxy), and standalone retraining.
+
+Everything lives in one work folder (default ``runs/bench-search-<scale>``) and every step
+is kept once finished and resumed when interrupted, so the three scripts share the
+supernet, the searches and the retrained nets instead of repeating them.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from _common import CPU_TARGETS, SCALES
+
+from nas import preset
+from nas.arch import ArchConfig
+from nas.checkpoint import arch_of, load_checkpoint
+from nas.data import DataSplits, load_data
+from nas.latency import LatencyMeter, load_target
+from nas.search import SearchOptions, run_search
+from nas.space import SearchSpace, load_space
+from nas.train import FINAL, STATE, fit_to_data, train
+from reports import collect
+
+SPACE = "shufflenetv2_cifar"
+# The hand-designed nets whose measured latency sets the search budgets.
+BUDGET_BASELINES = {"x0.5": "shufflenet_v2_x0_5_cifar", "x1.0": "shufflenet_v2_x1_0_cifar"}
+# Supernet recipe: single-path (spos) sampling at a fifth of the standalone peak lr; on
+# this space 0.1 and 0.05 diverge (measured, see nas.search.SearchOptions.supernet_lr).
+SUPERNET_LR_FACTOR = 0.2
+SEARCH_TRIALS = {"cpu": 40, "gpu": 60, "tiny": 3}
+BUDGET_PASSES = 3
+
+
+def work_dir(scale: str, given: Path | None) -> Path:
+    return given or Path(f"runs/bench-search-{scale}")
+
+
+def data_of(scale: str) -> DataSplits:
+    return load_data(SCALES[scale].data)
+
+
+def space_for(data: DataSplits) -> SearchSpace:
+    space = fit_to_data(load_space(SPACE), data)
+    assert isinstance(space, SearchSpace)
+    return space
+
+
+def supernet(scale: str, work: Path, data: DataSplits) -> Path:
+    """The scale's supernet, trained once (spos, the scale's epochs and batch size)."""
+    s = SCALES[scale]
+    out = work / "supernet"
+    final = out / FINAL["supernet"]
+    if not final.exists():
+        print(f"== training the supernet into {out}")
+        recipe = s.recipe(strategy="spos", lr=s.lr * SUPERNET_LR_FACTOR, eval_every=0)
+        train(space_for(data), data, recipe, out, device=s.device, resume=(out / STATE).exists())
+    return final
+
+
+def budgets(work: Path, targets: tuple[str, ...] = CPU_TARGETS) -> dict[str, dict[str, float]]:
+    """Measured latency (ms, median of passes) of each budget baseline on each target.
+
+    Kept in ``budgets.json`` so that every search and every script of the scale uses the
+    same budgets, measured once.
+    """
+    path = work / "budgets.json"
+    known: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
+    missing = [t for t in targets if t not in known]
+    for target in missing:
+        with LatencyMeter(load_target(target)) as meter:
+            known[target] = {
+                label: statistics.median(
+                    meter.measure_arch(preset(name), repeat=i).median_ms
+                    for i in range(BUDGET_PASSES)
+                )
+                for label, name in BUDGET_BASELINES.items()
+            }
+    if missing:
+        work.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(known, indent=1) + "\n")
+    return known
+
+
+@dataclass(frozen=True)
+class SearchCase:
+    target: str
+    baseline: str  # key of BUDGET_BASELINES
+    proxy: str  # measured | flops
+    budget_ms: float
+
+    @property
+    def name(self) -> str:
+        return f"{Path(self.target).stem}-{self.baseline}-{self.proxy}"
+
+
+def cases(work: Path, proxy: str, targets: tuple[str, ...] = CPU_TARGETS) -> list[SearchCase]:
+    measured = budgets(work, targets)
+    return [SearchCase(t, b, proxy, measured[t][b]) for t in targets for b in BUDGET_BASELINES]
+
+
+def search(
+    scale: str, work: Path, case: SearchCase, supernet_path: Path, trials: int, data: DataSplits
+) -> Path:
+    """Run (or finish) one search; returns its run folder (pareto.csv, summary.json)."""
+    run = work / "searches" / case.name
+    if not (run / "summary.json").exists() or _trials_done(run) < trials:
+        print(f"== search {case.name}: budget {case.budget_ms:.2f} ms, {trials} trials")
+        run_search(
+            SearchOptions(
+                latency_budget_ms=case.budget_ms,
+                target=case.target,
+                space=SPACE,
+                supernet=supernet_path,
+                data=SCALES[scale].data,
+                trials=trials,
+                run=run,
+                study_name=case.name,
+                proxy=case.proxy,
+                device=SCALES[scale].device,
+                bn_batches=SCALES[scale].bn_batches,
+                # start from the hand-designed net at the budget and the smallest arch
+                start_archs=(BUDGET_BASELINES[case.baseline], space_for(data).min_arch),
+            )
+        )
+    return run
+
+
+def _trials_done(run: Path) -> int:
+    path = run / "summary.json"
+    return int(json.loads(path.read_text())["trials"]["complete"]) if path.exists() else 0
+
+
+def front(run: Path) -> pd.DataFrame:
+    return pd.read_csv(run / "pareto.csv")
+
+
+def chosen(run: Path) -> tuple[ArchConfig, dict[str, Any]]:
+    """The search's pick: the front arch with the best supernet validation accuracy."""
+    rows = front(run)
+    if rows.empty:
+        raise RuntimeError(f"{run}: the search found no arch within the budget")
+    best = rows.sort_values(["val_acc", "latency_ms"], ascending=[False, True]).iloc[0]
+    arch = arch_of(load_checkpoint(run / str(best["checkpoint"]), kind="model"))
+    return arch, json.loads(best.to_json())  # plain Python values
+
+
+def trials(run: Path) -> pd.DataFrame:
+    """Every evaluated arch of a search (arch hash, val acc, latency if measured, FLOPs)."""
+    return collect(run).trials
+
+
+def retrain(scale: str, work: Path, arch: ArchConfig, data: DataSplits) -> Path:
+    """``arch`` trained from scratch with the scale's standalone recipe."""
+    s = SCALES[scale]
+    out = work / "retrain" / arch.hash
+    final = out / FINAL["model"]
+    if not final.exists():
+        print(f"== retraining {arch.short_name()} ({arch.hash}) into {out}")
+        train(arch, data, s.recipe(), out, device=s.device, resume=(out / STATE).exists())
+    return final

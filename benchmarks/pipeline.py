@@ -1,0 +1,109 @@
+"""The whole pipeline, timed: supernet, search, baselines, pruning, int8, report.
+
+    python benchmarks/pipeline.py --scale cpu
+
+Runs ``python -m nas.pipeline`` on examples/pipeline-cifar10-<scale>.yaml (``tiny``: a
+few steps of each stage on the embedded data, for CI) into ``--run`` and reports the wall
+time of every stage from the run's pipeline.json, against the issue's goals (under 3
+hours at the cpu scale, under 30 minutes on one GPU). A killed run resumes where it
+stopped; stage times add up over the attempts (``resumed`` says it happened).
+Writes results/pipeline_<scale>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, SCALES, write_results
+
+from nas.pipeline import load_pipeline, run_pipeline
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+GOAL_S = {"cpu": 3 * 3600, "gpu": 30 * 60}
+TINY = {
+    "name": "tiny",
+    "data": {"source": "embedded", "train_per_class": 40, "val_per_class": 10},
+    "space": "shufflenetv2_cifar",
+    "target": "cpu-torch-1t",
+    "device": "cpu",
+    "supernet": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32, "lr": 0.02},
+    "search": {"latency_budget": "50ms", "trials": 2, "bn_batches": 1, "sampler": "random"},
+    "baselines": {
+        "models": ["shufflenet_v2_x0_5_cifar"],
+        "train": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 32},
+    },
+    "prune": {"ratio": 0.3, "steps": 1, "finetune_epochs": 0, "models": 1},
+    "quantize": {"calib_batches": 1, "variants": "gather-qdq-per-tensor"},
+    "report": {"targets": ["cpu-torch-1t"], "passes": 1},
+}
+
+
+def config_path(scale: str, folder: Path) -> Path:
+    if scale != "tiny":
+        return EXAMPLES / f"pipeline-cifar10-{scale}.yaml"
+    path = folder / "pipeline-tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", choices=tuple(SCALES), default="cpu")
+    parser.add_argument("--run", type=Path, help="run folder (default runs/bench-pipeline-<scale>)")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--config", type=Path, help="another pipeline YAML than the scale's")
+    args = parser.parse_args()
+    run = args.run or Path(f"runs/bench-pipeline-{args.scale}")
+    started = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        source = args.config or config_path(args.scale, Path(tmp))
+        config = load_pipeline(source)
+        config = dataclasses.replace(config, run=run)
+        resumed = (run / "pipeline.json").exists()
+        record = run_pipeline(config)
+        settings = yaml.safe_load(source.read_text())
+        shown = "tiny (in the script)" if source.parent == Path(tmp) else f"`{source}`"
+    rows: list[dict[str, Any]] = [
+        {"stage": stage, "status": info.get("status"), "wall_min": info.get("seconds", 0.0) / 60}
+        for stage, info in record["stages"].items()
+    ]
+    total = float(record["total_seconds"])
+    goal = GOAL_S.get(args.scale)
+    verdict = "–" if goal is None else "goal met" if total < goal else "goal missed"
+    rows.append({"stage": "total", "status": verdict, "wall_min": total / 60})
+    notes = (
+        f"Config: {shown}"
+        + (f"; goal: under {goal / 60:.0f} minutes. " if goal else ". ")
+        + "Stage times from the run's pipeline.json: the wall time of each stage's work, "
+        "summed over resumed attempts (the time between attempts does not count)."
+        + (" This run resumed an earlier one." if resumed else "")
+    )
+    extra = {
+        "run": str(run),
+        "resumed": resumed,
+        "config": settings,
+        "record": json.loads(json.dumps(record, default=str)),
+        "wall_s": time.time() - started,
+        "total_s": total,
+    }
+    json_path, md_path = write_results(
+        "pipeline", args.scale, rows, extra, ["stage", "status", "wall_min"], notes, args.results
+    )
+    print(md_path.read_text())
+    print(f"-> {json_path}")
+
+
+if __name__ == "__main__":
+    main()

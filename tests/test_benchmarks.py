@@ -1,0 +1,188 @@
+"""Smoke tests of the CIFAR-10 benchmark scripts at their ``tiny`` scale.
+
+The scripts run as users run them (subprocesses), chained through shared work folders as
+at the real scales: baselines -> search -> FLOPs proxy and supernet ranking. Latency is
+measured on quick targets (few repeats); the numbers mean nothing, the plumbing is what
+is checked: every result file written, rows complete and consistent with each other.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from nas import preset
+from nas.latency import HardwareTarget
+from nas.space import load_space
+from tests.conftest import REPO, TINY_SPACE
+
+BENCH = REPO / "benchmarks"
+
+
+def _script(cwd: Path, name: str, *args: object) -> dict:
+    results = cwd / "results"
+    done = subprocess.run(
+        [sys.executable, str(BENCH / f"{name}.py"), "--scale", "tiny", "--results", str(results)]
+        + [str(a) for a in args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    payload = json.loads((results / f"{name}_tiny.json").read_text())
+    assert (results / f"{name}_tiny.md").read_text().startswith(f"# {name} (tiny scale)")
+    return payload
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory):
+    """Baselines, then the searches on their budgets, on one quick torch target."""
+    root = tmp_path_factory.mktemp("bench")
+    target = root / "quick-torch.yaml"
+    HardwareTarget(target.stem, "torch", warmup=2, repeats=8, max_cv=0.5, retries=0).to_yaml(target)
+    common = ["--targets", target, "--rounds", 2]
+    baselines = _script(
+        root,
+        "baselines",
+        "--models",
+        "shufflenet_v2_x0_5_cifar,shufflenet_v2_x1_0_cifar",
+        "--work",
+        root / "base",
+        *common,
+    )
+    search = _script(
+        root,
+        "search",
+        "--work",
+        root / "search",
+        "--baselines-work",
+        root / "base",
+        "--trials",
+        2,
+        *common,
+    )
+    return root, target, baselines, search
+
+
+@pytest.mark.slow
+def test_baselines_and_search_results_agree(chain):
+    root, target, baselines, search = chain
+    rows = {r["model"]: r for r in baselines["rows"]}
+    assert set(rows) == {"ShuffleNetV2 x0.5", "ShuffleNetV2 x1.0"}
+    for row in rows.values():
+        assert 0.0 <= row["test_acc"] <= 1.0 and row["train_s"] > 0
+        assert row["quick-torch_min_ms"] <= row["quick-torch_ms"] <= row["quick-torch_max_ms"]
+    assert rows["ShuffleNetV2 x1.0"]["mflops"] > rows["ShuffleNetV2 x0.5"]["mflops"]
+    assert len(baselines["samples"][f"{target}/ShuffleNetV2 x0.5"]) == 2  # one per round
+
+    # one search per budget; each compared with the baseline that set its budget
+    budgets = json.loads((root / "search" / "budgets.json").read_text())[str(target)]
+    assert {r["baseline"] for r in search["rows"]} == set(rows)
+    for row in search["rows"]:
+        key = "x0.5" if "x0.5" in row["baseline"] else "x1.0"
+        assert row["budget_ms"] == pytest.approx(budgets[key])
+        assert row["baseline_test_acc"] == rows[row["baseline"]]["test_acc"]
+        assert row["gain_points"] == pytest.approx(
+            100 * (row["pick_test_acc"] - row["baseline_test_acc"])
+        )
+        assert row["latency_ratio_min"] <= row["latency_ratio"] <= row["latency_ratio_max"]
+        # the pick was retrained from scratch unless it is the baseline's own arch
+        retrained = root / "search" / "retrain" / row["pick_hash"] / "model.pt"
+        assert retrained.exists() == (row["pick_source"] == "retrained")
+    # every study started from the hand-designed net at its budget, then the smallest arch
+    space = load_space("shufflenetv2_cifar")
+    for key, name in (("x0.5", "shufflenet_v2_x0_5_cifar"), ("x1.0", "shufflenet_v2_x1_0_cifar")):
+        study_name = f"quick-torch-{key}-measured"
+        study = optuna.load_study(
+            study_name=study_name,
+            storage=f"sqlite:///{root / 'search' / 'searches' / study_name / 'study.db'}",
+        )
+        first = [t.user_attrs["arch_hash"] for t in study.trials[:2]]
+        assert first == [preset(name).hash, space.min_arch.hash]
+
+
+@pytest.mark.slow
+def test_flops_proxy_and_ranking_reuse_the_search(chain):
+    root, target, _, _ = chain
+    supernet = root / "search" / "supernet" / "supernet.pt"
+    mtime = supernet.stat().st_mtime_ns
+    flops = _script(
+        root, "flops_proxy", "--work", root / "search", "--trials", 2, "--targets", target
+    )
+    assert supernet.stat().st_mtime_ns == mtime  # the same supernet, not a new one
+    assert {(r["budget"].split()[0], r["latency_model"]) for r in flops["rows"]} == {
+        (b, m) for b in ("x0.5", "x1.0") for m in ("measured", "flops")
+    }
+    for row in flops["rows"]:
+        assert row["hypervolume"] >= 0.0 and -1.0 <= row["flops_latency_tau"] <= 1.0
+    for detail in flops["details"].values():
+        for pair in detail["misranked"]:
+            assert pair["fewer_mflops"] < pair["more_mflops"] and pair["slower_by"] > 1.0
+
+    ranking = _script(
+        root,
+        "supernet_ranking",
+        "--work",
+        root / "search",
+        "--baselines-work",
+        root / "base",
+        "--archs",
+        5,
+    )
+    sources = [r["source"] for r in ranking["rows"]]
+    assert len(sources) == 5 and sources.count("spread") >= 1
+    assert {"ShuffleNetV2 x0.5", "ShuffleNetV2 x1.0"} <= set(sources)
+    # a tie in every accuracy (a few steps of training) leaves tau undefined: NaN
+    assert math.isnan(ranking["kendall_tau"]) or -1.0 <= ranking["kendall_tau"] <= 1.0
+
+
+def test_pipeline_benchmark_times_every_stage(tmp_path):
+    """The script on a small config (tiny space, quick target; the stages themselves are
+    tested in test_pipeline): stage times read back from the run, left-out stages named."""
+    target = tmp_path / "quick-torch.yaml"
+    HardwareTarget(target.stem, "torch", warmup=2, repeats=8, max_cv=0.5, retries=0).to_yaml(target)
+    config = tmp_path / "small.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "small",
+                "data": {"source": "embedded", "train_per_class": 40, "val_per_class": 10},
+                "space": str(TINY_SPACE),
+                "target": str(target),
+                "supernet": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32},
+                "search": {"latency_budget": "50ms", "trials": 2, "bn_batches": 1},
+                "baselines": None,
+                "prune": None,
+                "quantize": None,
+                "report": {"targets": [str(target)], "passes": 1},
+            }
+        )
+    )
+    payload = _script(tmp_path, "pipeline", "--run", tmp_path / "run", "--config", config)
+    stages = {r["stage"]: r for r in payload["rows"]}
+    assert list(stages) == [
+        "supernet",
+        "search",
+        "baselines",
+        "prune",
+        "quantize",
+        "report",
+        "total",
+    ]
+    assert [stages[s]["status"] for s in ("supernet", "search", "report")] == ["done"] * 3
+    assert all(
+        stages[s]["status"].startswith("left out") for s in ("baselines", "prune", "quantize")
+    )
+    assert stages["total"]["wall_min"] == pytest.approx(
+        sum(r["wall_min"] for name, r in stages.items() if name != "total")
+    )
+    assert stages["total"]["wall_min"] > 0
+    assert (tmp_path / "run" / "report" / "index.html").exists()
