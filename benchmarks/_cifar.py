@@ -9,6 +9,7 @@ supernet, the searches and the retrained nets instead of repeating them.
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from _common import CPU_TARGETS, SCALES
+from _common import CPU_TARGETS, RESULTS, SCALES
 
 from nas import preset
 from nas.arch import ArchConfig
@@ -36,6 +37,20 @@ BUDGET_BASELINES = {"x0.5": "shufflenet_v2_x0_5_cifar", "x1.0": "shufflenet_v2_x
 SUPERNET_LR_FACTOR = 0.2
 SEARCH_TRIALS = {"cpu": 40, "gpu": 60, "tiny": 3}
 BUDGET_PASSES = 3
+
+
+def argument_parser(doc: str | None, searches: bool = True) -> argparse.ArgumentParser:
+    """The options the search-side scripts share: scale, work folder, results (and the
+    trials per search, for the scripts that run searches)."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", choices=tuple(SCALES), default="cpu")
+    parser.add_argument("--work", type=Path, help="default runs/bench-search-<scale>")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    if searches:
+        parser.add_argument("--trials", type=int, help="trials per search (default by scale)")
+    return parser
 
 
 def work_dir(scale: str, given: Path | None) -> Path:

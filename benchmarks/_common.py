@@ -145,6 +145,21 @@ def write_results(
     return json_path, md_path
 
 
+def publish(
+    name: str,
+    scale: str,
+    rows: list[dict[str, Any]],
+    extra: dict[str, Any],
+    columns: list[str],
+    notes: str = "",
+    results: Path = RESULTS,
+) -> None:
+    """:func:`write_results`, then print the table and where the JSON went."""
+    json_path, md_path = write_results(name, scale, rows, extra, columns, notes, results)
+    print(md_path.read_text())
+    print(f"-> {json_path}")
+
+
 def render_markdown(payload: dict[str, Any], columns: list[str], notes: str = "") -> str:
     """The Markdown page of a result payload (re-renderable from the JSON alone)."""
     frame = pd.DataFrame(payload["rows"])[columns]

@@ -27,8 +27,8 @@ from _common import (
     SCALES,
     add_targets_argument,
     measure_checkpoints,
+    publish,
     spread,
-    write_results,
 )
 
 from nas.checkpoint import load_checkpoint, network_from_checkpoint, network_of
@@ -164,11 +164,7 @@ def main() -> None:
         "samples": {f"{t}/{m}": v for (t, m), v in samples.items()},
         "wall_s": time.time() - started,
     }
-    json_path, md_path = write_results(
-        "baselines", args.scale, rows, extra, columns, notes, args.results
-    )
-    print(md_path.read_text())
-    print(f"-> {json_path}")
+    publish("baselines", args.scale, rows, extra, columns, notes, args.results)
 
 
 def _add_cost(rows: list[dict[str, Any]], checkpoints: dict[str, Path]) -> None:

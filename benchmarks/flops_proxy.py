@@ -16,7 +16,6 @@ results/flops_proxy_<scale>.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cifar
-from _common import RESULTS, SCALES, add_targets_argument, write_results
+from _common import add_targets_argument, publish
 
 from nas.latency import kendall_tau
 from nas.search import hypervolume
@@ -74,13 +73,7 @@ def front_summary(run: Path, budget_ms: float) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--scale", choices=tuple(SCALES), default="cpu")
-    parser.add_argument("--work", type=Path, help="default runs/bench-search-<scale>")
-    parser.add_argument("--trials", type=int, help="trials per search (default by scale)")
-    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser = _cifar.argument_parser(__doc__)
     add_targets_argument(parser)
     args = parser.parse_args()
     started = time.time()
@@ -147,11 +140,7 @@ def main() -> None:
         "details": details,
         "wall_s": time.time() - started,
     }
-    json_path, md_path = write_results(
-        "flops_proxy", args.scale, rows, extra, columns, notes, args.results
-    )
-    print(md_path.read_text())
-    print(f"-> {json_path}")
+    publish("flops_proxy", args.scale, rows, extra, columns, notes, args.results)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, SCALES, write_results
+from _common import RESULTS, SCALES, publish
 
 from nas.pipeline import load_pipeline, run_pipeline
 
@@ -98,11 +98,9 @@ def main() -> None:
         "wall_s": time.time() - started,
         "total_s": total,
     }
-    json_path, md_path = write_results(
+    publish(
         "pipeline", args.scale, rows, extra, ["stage", "status", "wall_min"], notes, args.results
     )
-    print(md_path.read_text())
-    print(f"-> {json_path}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ Writes results/search_<scale>.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
@@ -28,22 +27,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cifar
-from _common import RESULTS, SCALES, add_targets_argument, measure_checkpoints, write_results
+from _common import SCALES, add_targets_argument, measure_checkpoints, publish
 from baselines import MODELS, train_baselines
 
 from nas.checkpoint import arch_of, load_checkpoint
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--scale", choices=tuple(SCALES), default="cpu")
-    parser.add_argument("--work", type=Path, help="default runs/bench-search-<scale>")
+    parser = _cifar.argument_parser(__doc__)
     parser.add_argument("--baselines-work", type=Path, help="default runs/bench-baselines-<scale>")
-    parser.add_argument("--trials", type=int, help="trials per search (default by scale)")
     parser.add_argument("--rounds", type=int, default=7, help="latency rounds per net and target")
-    parser.add_argument("--results", type=Path, default=RESULTS)
     add_targets_argument(parser)
     args = parser.parse_args()
     started = time.time()
@@ -148,11 +141,7 @@ def main() -> None:
         "picks": {c.name: row for c, (_, row) in picks.items()},
         "wall_s": time.time() - started,
     }
-    json_path, md_path = write_results(
-        "search", args.scale, rows, extra, columns, notes, args.results
-    )
-    print(md_path.read_text())
-    print(f"-> {json_path}")
+    publish("search", args.scale, rows, extra, columns, notes, args.results)
 
 
 if __name__ == "__main__":

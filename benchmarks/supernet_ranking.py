@@ -15,7 +15,6 @@ results/supernet_ranking_<scale>.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 import time
@@ -24,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cifar
-from _common import RESULTS, SCALES, write_results
+from _common import SCALES, publish
 from baselines import MODELS, train_baselines
 
 from nas import preset
@@ -59,15 +58,10 @@ def spread_archs(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--scale", choices=tuple(SCALES), default="cpu")
-    parser.add_argument("--work", type=Path, help="default runs/bench-search-<scale>")
+    parser = _cifar.argument_parser(__doc__, searches=False)
     parser.add_argument("--baselines-work", type=Path, help="default runs/bench-baselines-<scale>")
     parser.add_argument("--archs", type=int, default=10, help="archs compared (>= 3)")
     parser.add_argument("--max-mflops", type=float, help="largest sampled arch (MFLOPs)")
-    parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.archs < 3:
         parser.error("--archs must be >= 3 for a rank correlation")
@@ -138,11 +132,7 @@ def main() -> None:
         "max_mflops": max_flops / 1e6,
         "wall_s": time.time() - started,
     }
-    json_path, md_path = write_results(
-        "supernet_ranking", args.scale, rows, extra, columns, notes, args.results
-    )
-    print(md_path.read_text())
-    print(f"-> {json_path}")
+    publish("supernet_ranking", args.scale, rows, extra, columns, notes, args.results)
 
 
 if __name__ == "__main__":
