@@ -14,7 +14,7 @@ import json
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 from _common import CPU_TARGETS, RESULTS, SCALES
@@ -30,6 +30,12 @@ from nas.train import FINAL, STATE, fit_to_data, train
 from reports import collect
 
 SPACE = "shufflenetv2_cifar"
+# The tiny scale searches the x0.5-x1.0 corner of SPACE, so CI's smoke runs take seconds.
+SPACES = {
+    "cpu": SPACE,
+    "gpu": SPACE,
+    "tiny": str(Path(__file__).resolve().parent / "spaces" / "shufflenetv2_cifar_tiny.yaml"),
+}
 # The hand-designed nets whose measured latency sets the search budgets.
 BUDGET_BASELINES = {"x0.5": "shufflenet_v2_x0_5_cifar", "x1.0": "shufflenet_v2_x1_0_cifar"}
 # Supernet recipe: single-path (spos) sampling at a fifth of the standalone peak lr; on
@@ -61,8 +67,9 @@ def data_of(scale: str) -> DataSplits:
     return load_data(SCALES[scale].data)
 
 
-def space_for(data: DataSplits) -> SearchSpace:
-    space = fit_to_data(load_space(SPACE), data)
+def space_for(scale: str, data: DataSplits) -> SearchSpace:
+    """The scale's search space, fitted to the data (classes, channels, resolution)."""
+    space = fit_to_data(load_space(SPACES[scale]), data)
     assert isinstance(space, SearchSpace)
     return space
 
@@ -75,7 +82,8 @@ def supernet(scale: str, work: Path, data: DataSplits) -> Path:
     if not final.exists():
         print(f"== training the supernet into {out}")
         recipe = s.recipe(strategy="spos", lr=s.lr * SUPERNET_LR_FACTOR, eval_every=0)
-        train(space_for(data), data, recipe, out, device=s.device, resume=(out / STATE).exists())
+        space = space_for(scale, data)
+        train(space, data, recipe, out, device=s.device, resume=(out / STATE).exists())
     return final
 
 
@@ -120,6 +128,26 @@ def cases(work: Path, proxy: str, targets: tuple[str, ...] = CPU_TARGETS) -> lis
     return [SearchCase(t, b, proxy, measured[t][b]) for t in targets for b in BUDGET_BASELINES]
 
 
+class Prepared(NamedTuple):
+    """What the searching scripts start from, in this order: the budgets are measured
+    before any training runs on the machine, then the supernet is trained (or found)."""
+
+    work: Path
+    trials: int  # per search
+    data: DataSplits
+    cases: list[SearchCase]  # the measured-latency searches, one per target and budget
+    supernet: Path
+
+
+def prepare(args: argparse.Namespace) -> Prepared:
+    """From the parsed options of :func:`argument_parser` plus ``--targets``."""
+    work = work_dir(args.scale, args.work)
+    data = data_of(args.scale)
+    measured = cases(work, "measured", args.targets)
+    trials = args.trials or SEARCH_TRIALS[args.scale]
+    return Prepared(work, trials, data, measured, supernet(args.scale, work, data))
+
+
 def search(
     scale: str, work: Path, case: SearchCase, supernet_path: Path, trials: int, data: DataSplits
 ) -> Path:
@@ -131,7 +159,7 @@ def search(
             SearchOptions(
                 latency_budget_ms=case.budget_ms,
                 target=case.target,
-                space=SPACE,
+                space=SPACES[scale],
                 supernet=supernet_path,
                 data=SCALES[scale].data,
                 trials=trials,
@@ -141,7 +169,7 @@ def search(
                 device=SCALES[scale].device,
                 bn_batches=SCALES[scale].bn_batches,
                 # start from the hand-designed net at the budget and the smallest arch
-                start_archs=(BUDGET_BASELINES[case.baseline], space_for(data).min_arch),
+                start_archs=(BUDGET_BASELINES[case.baseline], space_for(scale, data).min_arch),
             )
         )
     return run

@@ -145,17 +145,9 @@ def write_results(
     return json_path, md_path
 
 
-def publish(
-    name: str,
-    scale: str,
-    rows: list[dict[str, Any]],
-    extra: dict[str, Any],
-    columns: list[str],
-    notes: str = "",
-    results: Path = RESULTS,
-) -> None:
+def publish(*args: Any, **kwargs: Any) -> None:
     """:func:`write_results`, then print the table and where the JSON went."""
-    json_path, md_path = write_results(name, scale, rows, extra, columns, notes, results)
+    json_path, md_path = write_results(*args, **kwargs)
     print(md_path.read_text())
     print(f"-> {json_path}")
 

@@ -77,11 +77,7 @@ def main() -> None:
     add_targets_argument(parser)
     args = parser.parse_args()
     started = time.time()
-    work = _cifar.work_dir(args.scale, args.work)
-    trials = args.trials or _cifar.SEARCH_TRIALS[args.scale]
-    data = _cifar.data_of(args.scale)
-    measured_cases = _cifar.cases(work, "measured", args.targets)
-    supernet = _cifar.supernet(args.scale, work, data)
+    work, trials, data, measured_cases, supernet = _cifar.prepare(args)
 
     rows: list[dict[str, Any]] = []
     details: dict[str, dict[str, Any]] = {}

@@ -40,12 +40,7 @@ def main() -> None:
     add_targets_argument(parser)
     args = parser.parse_args()
     started = time.time()
-    work = _cifar.work_dir(args.scale, args.work)
-    trials = args.trials or _cifar.SEARCH_TRIALS[args.scale]
-
-    data = _cifar.data_of(args.scale)
-    searches = _cifar.cases(work, "measured", args.targets)  # budgets measured before any training
-    supernet = _cifar.supernet(args.scale, work, data)
+    work, trials, data, searches, supernet = _cifar.prepare(args)
     picks = {}
     for case in searches:
         run = _cifar.search(args.scale, work, case, supernet, trials, data)

@@ -68,7 +68,7 @@ def main() -> None:
     started = time.time()
     work = _cifar.work_dir(args.scale, args.work)
     data = _cifar.data_of(args.scale)
-    space = _cifar.space_for(data)
+    space = _cifar.space_for(args.scale, data)
     supernet_path = _cifar.supernet(args.scale, work, data)
 
     # Standalone nets that exist already: the two baselines and the search's retrained picks.
@@ -79,8 +79,14 @@ def main() -> None:
     trained: dict[str, tuple[str, Path]] = {}
     for label, path in baselines.items():
         trained[arch_of(load_checkpoint(path, kind="model")).hash] = (label, path)
-    for path in sorted((work / "retrain").glob(f"*/{FINAL['model']}")):
-        trained.setdefault(path.parent.name, ("search pick", path))
+    # The picks of the finished measured-latency searches (search.py), not every net under
+    # retrain/: the spread archs trained there must not change the spread on a resume.
+    for run in sorted((work / "searches").glob("*-measured")):
+        if (run / "summary.json").exists():
+            arch, _ = _cifar.chosen(run)
+            pick = work / "retrain" / arch.hash / FINAL["model"]
+            if pick.exists():
+                trained.setdefault(arch.hash, ("search pick", pick))
     max_flops = (
         args.max_mflops or 1.5 * count_flops(preset(_cifar.BUDGET_BASELINES["x1.0"])) / 1e6
     ) * 1e6

@@ -105,7 +105,7 @@ def _check_baselines_and_search(chain):
         retrained = root / "search" / "retrain" / row["pick_hash"] / "model.pt"
         assert retrained.exists() == (row["pick_source"] == "retrained")
     # every study started from the hand-designed net at its budget, then the smallest arch
-    space = load_space("shufflenetv2_cifar")
+    space = load_space(BENCH / "spaces" / "shufflenetv2_cifar_tiny.yaml")
     for key, name in (("x0.5", "shufflenet_v2_x0_5_cifar"), ("x1.0", "shufflenet_v2_x1_0_cifar")):
         study_name = f"quick-torch-{key}-measured"
         study = optuna.load_study(

@@ -179,10 +179,14 @@ def _log(run):
 
 
 def test_ctrl_c_saves_state_and_says_how_to_resume(tmp_path):
-    proc = _cli(*TRAIN_ARGS, "--out", str(tmp_path))
-    deadline = time.monotonic() + 120
-    while not (tmp_path / STATE).exists() and time.monotonic() < deadline:
+    # Far more epochs than the run gets to: on a loaded machine the whole short run could
+    # otherwise finish between the first saved state and the signal.
+    proc = _cli(*TRAIN_ARGS, "--epochs", "500", "--out", str(tmp_path))
+    deadline = time.monotonic() + 180
+    while not (tmp_path / STATE).exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, "no training state was saved within 180 s"
         time.sleep(0.05)
+    assert proc.poll() is None, proc.communicate()[1]
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
