@@ -198,14 +198,24 @@ def test_flops_proxy_translates_the_budget(tmp_path, tiny_supernet, fast_target)
 
 
 def _extremes(target_path):
+    """Measured latency of the tiny space's smallest and largest archs.
+
+    ``low`` is the cached reading the search itself will see for the smallest arch. On a busy
+    machine (xdist workers share two cores) one reading of the largest arch can come out below
+    it, which would put the budget under every arch; the largest is then read again, under its
+    own cache key, and the slowest reading kept.
+    """
     from nas.latency import LatencyMeter, load_target
 
     space = load_space(TINY_SPACE)
     with LatencyMeter(load_target(target_path)) as meter:
-        return (
-            meter.measure_arch(space.min_arch).median_ms,
-            meter.measure_arch(space.max_arch).median_ms,
-        )
+        low = meter.measure_arch(space.min_arch).median_ms
+        high = 0.0
+        for repeat in range(4):
+            high = max(high, meter.measure_arch(space.max_arch, repeat=repeat).median_ms)
+            if high > 1.3 * low:
+                break
+    return low, max(high, 1.3 * low)
 
 
 # -- command line: errors, kill -9, workers, dashboard ---------------------------------
