@@ -21,7 +21,7 @@ import torch
 
 from nas._errors import CheckpointError, ConfigError
 from nas.arch import ArchConfig
-from nas.models import ModelLayout, ReferenceNet, ShuffleNetV2, Supernet
+from nas.models import SUPERNET_LAYOUT, ModelLayout, ReferenceNet, ShuffleNetV2, Supernet
 from nas.space import SearchSpace
 
 FORMAT = "shufflenas-checkpoint-v1"
@@ -166,6 +166,13 @@ def network_from_checkpoint(payload: dict[str, Any]) -> torch.nn.Module:
 
 def supernet_from_checkpoint(payload: dict[str, Any]) -> Supernet:
     """The supernet of a ``supernet`` checkpoint, weights loaded, in eval mode."""
+    layout = payload.get("supernet_layout", 1)
+    if layout != SUPERNET_LAYOUT:
+        raise CheckpointError(
+            f"supernet checkpoint has weight layout v{layout}, this version reads "
+            f"v{SUPERNET_LAYOUT} (stride-1 branches share weights by channel position): "
+            "retrain it with python -m nas.train --space ..."
+        )
     net = Supernet(space_of(payload))
     _load_state(net, payload.get("state_dict"), "supernet")
     return net.eval()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import random
 
 import pytest
@@ -9,6 +10,7 @@ from hypothesis import strategies as st
 
 import search_spaces
 from nas import ArchConfig, ConfigError, ShuffleNetV2, Supernet, load_space
+from nas.arch import STAGE_NAMES
 
 from .conftest import randomize_bn
 
@@ -42,20 +44,39 @@ def test_extract_computes_the_same_function(supernet):
 
 
 def test_every_shared_weight_is_reached_by_an_extreme_arch(supernet):
-    # The main branch is largest at the largest split ratio, the stride-2 shortcut branch
-    # at the smallest; between them the two extreme archs use every shared tensor in full.
+    # Each shared element gets a unique value; extracting archs copies out the elements
+    # they use. The main branch is largest at the largest split ratio, the stride-2
+    # shortcut branch at the smallest. A stride-1 branch at width w reads weight columns
+    # [w - branch - smallest pass-through, w - smallest pass-through): every width at the
+    # largest ratio covers them all. Between them these archs use every shared weight.
     space = supernet.space
-    low_ratio = space.max_arch.replace(split_ratios=space.min_arch.split_ratios)
-    shapes = {k: v.shape for k, v in supernet.state_dict().items()}
-    for arch in (space.max_arch, low_ratio):
-        for name, tensor in supernet.extract(arch).state_dict().items():
+    top, low = space.max_arch, space.min_arch
+    widths = [space.choices[f"{stage}.width"] for stage in STAGE_NAMES]
+    archs = [top, top.replace(split_ratios=low.split_ratios)]
+    archs += [
+        top.replace(widths=tuple(ws[min(k, len(ws) - 1)] for ws in widths))
+        for k in range(max(map(len, widths)))
+    ]
+    numbered = copy.deepcopy(supernet)
+    with torch.no_grad():
+        for tensor in numbered.state_dict().values():
+            tensor.copy_(torch.arange(tensor.numel()).reshape(tensor.shape))
+    shapes = {k: v.shape for k, v in numbered.state_dict().items()}
+    reached: dict[str, set[int]] = {name: set() for name in shapes}
+    for arch in archs:
+        for name, tensor in numbered.extract(arch).state_dict().items():
             assert all(a <= b for a, b in zip(tensor.shape, shapes[name], strict=True)), name
-    reached = {}
-    for arch in (space.max_arch, low_ratio):
-        for name, tensor in supernet.extract(arch).state_dict().items():
-            if tensor.shape == shapes[name]:
-                reached[name] = True
-    assert set(reached) == set(shapes)
+            reached[name].update(tensor.flatten().long().tolist())
+    for name, ids in reached.items():
+        if name.endswith("branch2.0.weight") and name.split(".")[1] != "0":
+            # A stride-1 branch's input conv has a column per input position: a wide branch
+            # never starts at the first ones, so not every (row, column) pair is used, but
+            # every row and every column is.
+            rows, cols = shapes[name][:2]
+            assert {i // cols for i in ids} == set(range(rows)), name
+            assert {i % cols for i in ids} == set(range(cols)), name
+        else:
+            assert len(ids) == shapes[name].numel(), name
 
 
 def test_extracted_weights_are_copies(supernet):

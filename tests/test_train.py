@@ -18,6 +18,7 @@ from nas.checkpoint import (
     supernet_from_checkpoint,
 )
 from nas.data import load_data
+from nas.models import SUPERNET_LAYOUT
 from nas.train import STATE, TrainConfig, evaluate, loader_for, lr_at, recalibrate_bn, train
 
 from .conftest import REPO, TINY_SPACE
@@ -90,7 +91,9 @@ def test_supernet_training_on_synthetic(tmp_path, strategy, epochs):
     )
     metrics = train(load_space(TINY_SPACE), data, config, tmp_path, **QUIET)
     assert metrics["val_acc_max"] > 0.7 and metrics["val_acc_min"] > 0.7  # chance is 0.25
-    net = supernet_from_checkpoint(load_checkpoint(tmp_path / "supernet.pt", kind="supernet"))
+    payload = load_checkpoint(tmp_path / "supernet.pt", kind="supernet")
+    assert payload["supernet_layout"] == SUPERNET_LAYOUT
+    net = supernet_from_checkpoint(payload)
     assert net.space.fixed["num_classes"] == 4
 
 
@@ -192,6 +195,22 @@ def test_ctrl_c_saves_state_and_says_how_to_resume(tmp_path):
     assert proc.returncode == 130
     assert "Traceback" not in err and "run the same command again to resume" in err
     assert load_checkpoint(tmp_path / STATE)["progress"]["global_step"] > 0
+
+
+def test_a_supernet_of_an_older_weight_layout_is_refused(tmp_path):
+    # v1 supernets sliced stride-1 branch inputs from column 0: loading one into the v2
+    # layout would run every sub-net with misplaced weights, so it is an error
+    from nas.models import Supernet
+
+    space = load_space(TINY_SPACE)
+    payload = {"kind": "supernet", "space": space.to_dict()}
+    payload["state_dict"] = Supernet(space).state_dict()
+    save_checkpoint(tmp_path / "old.pt", payload)
+    with pytest.raises(CheckpointError, match=r"weight layout v1.*retrain"):
+        supernet_from_checkpoint(load_checkpoint(tmp_path / "old.pt", kind="supernet"))
+    save_checkpoint(tmp_path / "new.pt", {**payload, "supernet_layout": SUPERNET_LAYOUT})
+    net = supernet_from_checkpoint(load_checkpoint(tmp_path / "new.pt", kind="supernet"))
+    assert isinstance(net, Supernet)
 
 
 def test_checkpoint_errors_are_clear(tmp_path):

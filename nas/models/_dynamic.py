@@ -24,12 +24,19 @@ class DynamicConv2d(nn.Conv2d):
     """``nn.Conv2d`` of the largest shape; ``forward(x, out_channels, kernel_size)``."""
 
     def forward(
-        self, x: Tensor, out_channels: int | None = None, kernel_size: int | None = None
+        self,
+        x: Tensor,
+        out_channels: int | None = None,
+        kernel_size: int | None = None,
+        in_offset: int = 0,
     ) -> Tensor:
+        """``in_offset``: the input's first channel is weight column ``in_offset``."""
         in_channels = x.shape[1]
         kernel_size = kernel_size or self.kernel_size[0]
         if self.groups == 1:
-            weight = self.weight[: out_channels or self.out_channels, :in_channels]
+            weight = self.weight[
+                : out_channels or self.out_channels, in_offset : in_offset + in_channels
+            ]
             groups = 1
         else:  # depthwise: one filter per input channel
             weight = self.weight[:in_channels]

@@ -11,6 +11,11 @@ from nas.models._dynamic import DynamicBatchNorm2d, DynamicConv2d, DynamicLinear
 from nas.models._shufflenetv2 import ShuffleNetV2
 from nas.space import SearchSpace
 
+# Version of the shared-weight layout, recorded in supernet checkpoints. v2: a stride-1
+# branch's first conv indexes its weight columns by input channel position (v1 started
+# them at the branch's first channel, whatever the split).
+SUPERNET_LAYOUT = 2
+
 
 def _pointwise(in_channels: int, out_channels: int) -> DynamicConv2d:
     return DynamicConv2d(in_channels, out_channels, 1, 1, 0, bias=False)
@@ -26,10 +31,19 @@ class _SuperUnit(nn.Module):
     """A ``ShuffleUnit`` sized for the largest choices, run at any smaller choice."""
 
     def __init__(
-        self, in_max: int, other_max: int, branch_max: int, stride: int, kernel_max: int
+        self,
+        in_max: int,
+        other_max: int,
+        branch_max: int,
+        stride: int,
+        kernel_max: int,
+        other_min: int = 0,
     ) -> None:
         super().__init__()
         self.stride = stride
+        # Stride 1: the branch reads input channels [other, width); its first conv has one
+        # weight column per input *position* from the smallest pass-through on (see forward).
+        self.other_min = other_min if stride == 1 else 0
         if stride == 2:
             self.branch1 = nn.Sequential(
                 _depthwise(in_max, kernel_max, stride),
@@ -41,7 +55,7 @@ class _SuperUnit(nn.Module):
         else:
             self.branch1 = nn.Sequential()
         self.branch2 = nn.Sequential(
-            _pointwise(in_max if stride == 2 else branch_max, branch_max),
+            _pointwise(in_max - self.other_min, branch_max),
             DynamicBatchNorm2d(branch_max),
             nn.ReLU(inplace=True),
             _depthwise(branch_max, kernel_max, stride),
@@ -52,19 +66,28 @@ class _SuperUnit(nn.Module):
         )
 
     @staticmethod
-    def _run(layers: nn.Sequential, x: Tensor, out_channels: int, kernel: int) -> Tensor:
-        for layer in layers:
+    def _run(
+        layers: nn.Sequential, x: Tensor, out_channels: int, kernel: int, in_offset: int = 0
+    ) -> Tensor:
+        for i, layer in enumerate(layers):
             if isinstance(layer, DynamicConv2d):
-                x = layer(x, out_channels, kernel if layer.groups > 1 else 1)
+                offset = in_offset if i == 0 else 0
+                x = layer(x, out_channels, kernel if layer.groups > 1 else 1, offset)
             else:
                 x = layer(x)
         return x
 
+    def branch_offset(self, out_channels: int, ratio: float) -> int:
+        """Weight column of the branch's first input channel (stride 1; 0 for stride 2)."""
+        return split_channels(out_channels, ratio)[0] - self.other_min if self.stride == 1 else 0
+
     def forward(self, x: Tensor, out_channels: int, ratio: float, kernel: int) -> Tensor:
         other, branch = split_channels(out_channels, ratio)
         if self.stride == 1:
+            offset = self.branch_offset(out_channels, ratio)
             out = torch.cat(
-                (x[:, :other], self._run(self.branch2, x[:, other:], branch, kernel)), dim=1
+                (x[:, :other], self._run(self.branch2, x[:, other:], branch, kernel, offset)),
+                dim=1,
             )
         else:
             out = torch.cat(
@@ -85,6 +108,16 @@ class Supernet(nn.Module):
     units of every stage, the centre ``k x k`` of every depthwise kernel. ``x`` must already
     be at ``arch.resolution``. :meth:`extract` copies those slices into a standalone
     :class:`ShuffleNetV2` that computes the same function.
+
+    Channel alignment: a stride-1 unit passes input channels ``[0, other)`` through and
+    feeds ``[other, width)`` to its branch, where ``other`` depends on width and split
+    ratio. The branch's first 1x1 conv therefore indexes its weight columns by *input
+    channel position*, counted from the stage's smallest pass-through, not from the
+    branch's first channel: the same column then meets the same channel position in every
+    sub-net, so shared weights see consistent inputs across widths (layout v1 started every
+    branch at column 0, so one column read a different channel for each split). Channels
+    stay fully aligned at split ratio 0.5; at other ratios the channel shuffle after the
+    concat moves the split point, which no slicing can undo.
 
     BatchNorm: affine parameters and running statistics are shared by slicing as well. In
     training mode each sub-net normalises with its own batch statistics; the shared running
@@ -124,11 +157,12 @@ class Supernet(nn.Module):
                 split_channels(w, r) for w in c[f"{name}.width"] for r in c[f"{name}.split_ratio"]
             ]
             other_max = max(o for o, _ in splits)
+            other_min = min(o for o, _ in splits)
             branch_max = max(b for _, b in splits)
             kernel_max = top.kernels[s]
             units = [_SuperUnit(in_max, other_max, branch_max, 2, kernel_max)]
             units += [
-                _SuperUnit(top.widths[s], other_max, branch_max, 1, kernel_max)
+                _SuperUnit(top.widths[s], other_max, branch_max, 1, kernel_max, other_min)
                 for _ in range(top.repeats[s] - 1)
             ]
             setattr(self, name, nn.Sequential(*units))
@@ -180,17 +214,27 @@ class Supernet(nn.Module):
         self.space.check(arch)
         model = ShuffleNetV2(arch)
         shared = self.state_dict()
+        offsets = {}  # stride-1 branch inputs: weight columns from the unit's offset
+        for s, name in enumerate(STAGE_NAMES):
+            for i, unit in enumerate(getattr(self, name)[: arch.repeats[s]]):
+                assert isinstance(unit, _SuperUnit)
+                offset = unit.branch_offset(arch.widths[s], arch.split_ratios[s])
+                offsets[f"{name}.{i}.branch2.0.weight"] = offset
         model.load_state_dict(
             {
-                name: _slice_like(shared[name], like.shape)
+                name: _slice_like(shared[name], like.shape, offsets.get(name, 0))
                 for name, like in model.state_dict().items()
             }
         )
         return model.to(next(self.parameters()).device).train(self.training)
 
 
-def _slice_like(tensor: Tensor, shape: torch.Size) -> Tensor:
-    """First-k slice of every dimension, except the centre crop of conv kernels."""
+def _slice_like(tensor: Tensor, shape: torch.Size, in_offset: int = 0) -> Tensor:
+    """First-k slice of every dimension (dimension 1 from ``in_offset``), except the centre
+    crop of conv kernels."""
     if tensor.dim() == 4 and tensor.shape[-1] != shape[-1]:
         tensor = crop_kernel(tensor, shape[-1])
-    return tensor[tuple(slice(0, n) for n in shape)]
+    starts = [0] * len(shape)
+    if in_offset:
+        starts[1] = in_offset
+    return tensor[tuple(slice(a, a + n) for a, n in zip(starts, shape, strict=True))]

@@ -22,7 +22,7 @@ from nas.arch import ArchConfig
 from nas.checkpoint import load_checkpoint, save_checkpoint
 from nas.data import BatchLoader, DataSplits
 from nas.data._loader import _mix
-from nas.models import ModelLayout, ReferenceNet, ShuffleNetV2, Supernet
+from nas.models import SUPERNET_LAYOUT, ModelLayout, ReferenceNet, ShuffleNetV2, Supernet
 from nas.space import SearchSpace
 from nas.train import _distributed
 from nas.train._config import TrainConfig, lr_at
@@ -178,6 +178,7 @@ class _Run:
         }
         if isinstance(self.subject, SearchSpace):
             ident["space"] = self.subject.to_dict()
+            ident["supernet_layout"] = SUPERNET_LAYOUT
         elif isinstance(self.subject, ReferenceNet):
             ident["network"] = self.subject.to_dict()
         else:
@@ -215,7 +216,7 @@ class _Run:
 
     def _check_compatible(self, saved: dict[str, Any]) -> None:
         now = self._identity()
-        for key in ("space", "arch", "network", "layout", "train"):
+        for key in ("space", "supernet_layout", "arch", "network", "layout", "train"):
             if saved.get(key) != now.get(key):
                 raise CheckpointError(
                     f"cannot resume: the {key} differs from the saved run in "
