@@ -70,7 +70,7 @@ def main() -> None:
                 "kendall_tau": result["kendall_tau"],
                 "mape_pct": result["mape_pct"],
                 "flops_kendall_tau": result["flops_kendall_tau"],
-                "goal_met": result["within_10pct"] >= 0.95 and result["kendall_tau"] >= 0.9,
+                "goal_met": bool(result["within_10pct"] >= 0.95 and result["kendall_tau"] >= 0.9),
                 # how repeatable the measurements themselves were, and the same figures on
                 # the archs whose passes agreed within 10% (the predictor vs the noise)
                 "pass_spread_median_pct": float(frame.pass_spread_pct.median()),
