@@ -150,6 +150,30 @@ def _check_flops_proxy_and_ranking(chain):
     assert math.isnan(ranking["kendall_tau"]) or -1.0 <= ranking["kendall_tau"] <= 1.0
 
 
+@pytest.mark.slow
+def test_supernet_sharing_ablation(tmp_path):
+    payload = _script(tmp_path, "supernet_sharing", "--work", tmp_path / "work", "--subnets", 3)
+    rows = {r["variant"]: r for r in payload["rows"]}
+    # the tiny space: two widths, repeats and kernels per stage, split ratio 0.5 only
+    sizes = {name: row["archs_in_space"] for name, row in rows.items()}
+    assert sizes == {
+        "one arch": 1,
+        "widths": 8,
+        "split ratios": 1,
+        "widths + ratios": 8,
+        "depth + kernels": 64,
+    }
+    assert rows["one arch"]["subnets_scored"] == 1 and rows["one arch"]["cost_points"] == 0
+    for row in rows.values():
+        assert 0.0 <= row["min_val_acc"] <= row["mean_val_acc"] <= row["max_val_acc"] <= 1.0
+    assert payload["reference"]["stage3.width"] == 232  # nearest x1.0
+    assert payload["reference"]["stage3.repeats"] == 4  # the smallest depth
+    # resumed: the finished supernets are kept, nothing is trained again
+    mtime = (tmp_path / "work" / "widths" / "supernet.pt").stat().st_mtime_ns
+    _script(tmp_path, "supernet_sharing", "--work", tmp_path / "work", "--subnets", 3)
+    assert (tmp_path / "work" / "widths" / "supernet.pt").stat().st_mtime_ns == mtime
+
+
 def test_pipeline_benchmark_times_every_stage(tmp_path):
     """The script on a small config (tiny space, quick target; the stages themselves are
     tested in test_pipeline): stage times read back from the run, left-out stages named."""

@@ -1,0 +1,143 @@
+"""Weight-sharing ablation: what does sharing each axis of the space cost a supernet?
+
+    python benchmarks/supernet_sharing.py --scale cpu
+
+Trains short single-path (spos) supernets, one per variant of the scale's search space,
+with the same data, recipe and seed. In each variant some axes stay searchable and the
+rest are fixed to a reference arch (the choices nearest ShuffleNetV2 x1.0, at the
+smallest depth so the runs stay short):
+
+    one arch         nothing shared: the reference trained alone (the ceiling)
+    widths           per-stage widths shared
+    split ratios     per-stage split ratios shared
+    widths + ratios  both
+    depth + kernels  repeats and depthwise kernels shared (widths and ratios fixed)
+
+Each supernet is then scored as the search scores it: validation accuracy of
+``--subnets`` sub-nets drawn from its variant (the same draws for every run of the
+script), each after BatchNorm recalibration. The gap to "one arch" is what sharing
+that axis costs at this training length. Resumable: finished supernets are kept in
+``--work``. Writes results/supernet_sharing_<scale>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _cifar
+from _common import SCALES, publish
+
+from nas import preset
+from nas.arch import STAGE_NAMES
+from nas.checkpoint import load_checkpoint, supernet_from_checkpoint
+from nas.space import SearchSpace
+from nas.train import FINAL, STATE, subnet_accuracy, train
+
+EPOCHS = {"cpu": 3, "gpu": 5, "tiny": 1}
+VARIANTS = {
+    "one arch": (),
+    "widths": ("width",),
+    "split ratios": ("split_ratio",),
+    "widths + ratios": ("width", "split_ratio"),
+    "depth + kernels": ("repeats", "kernel"),
+}
+
+
+def reference_values(space: SearchSpace) -> dict[str, Any]:
+    """Every searchable axis at the choice nearest ShuffleNetV2 x1.0 (repeats: smallest)."""
+    x1 = preset(_cifar.BUDGET_BASELINES["x1.0"]).to_params()
+    values: dict[str, Any] = {}
+    for key, choices in space.searchable.items():
+        if key.endswith(".repeats"):
+            values[key] = min(choices)
+        else:
+            values[key] = min(choices, key=lambda c, k=key: abs(c - x1[k]))  # type: ignore[misc]
+    return values
+
+
+def variant(space: SearchSpace, shared: tuple[str, ...]) -> SearchSpace:
+    """``space`` with every axis but the per-stage ones in ``shared`` fixed to the reference."""
+    fixed = {
+        key: value
+        for key, value in reference_values(space).items()
+        if not (key.startswith(STAGE_NAMES) and key.split(".", 1)[1] in shared)
+    }
+    return space.with_fixed(**fixed)
+
+
+def main() -> None:
+    parser = _cifar.argument_parser(__doc__, searches=False)
+    parser.add_argument("--subnets", type=int, default=8, help="sub-nets scored per variant")
+    args = parser.parse_args()
+    args.work = args.work or Path(f"runs/bench-sharing-{args.scale}")
+    started = time.time()
+    s = SCALES[args.scale]
+    data = _cifar.data_of(args.scale)
+    space = _cifar.space_for(args.scale, data)
+    recipe = s.recipe(
+        epochs=EPOCHS[args.scale],
+        strategy="spos",
+        lr=s.lr * _cifar.SUPERNET_LR_FACTOR,
+        eval_every=0,
+    )
+    rows: list[dict[str, Any]] = []
+    for name, shared in VARIANTS.items():
+        sub = variant(space, shared)
+        out = args.work / name.replace(" + ", "-").replace(" ", "-")
+        if not (out / FINAL["supernet"]).exists():
+            print(f"== {name}: training a supernet over {sub.size} archs into {out}")
+            train(sub, data, recipe, out, device=s.device, resume=(out / STATE).exists())
+        log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+        net = supernet_from_checkpoint(load_checkpoint(out / FINAL["supernet"], kind="supernet"))
+        rng = random.Random(0)
+        archs = {a.hash: a for a in (sub.sample(rng) for _ in range(args.subnets))}
+        accs = [
+            subnet_accuracy(net, arch, data, s.bn_batches, device=s.device)["acc"]
+            for arch in archs.values()
+        ]
+        rows.append(
+            {
+                "variant": name,
+                "archs_in_space": sub.size,
+                "subnets_scored": len(accs),
+                "mean_val_acc": statistics.fmean(accs),
+                "min_val_acc": min(accs),
+                "max_val_acc": max(accs),
+                "final_train_acc": log[-1]["train_acc"],
+                "train_s": sum(row["train_seconds"] for row in log),
+            }
+        )
+        print(
+            f"{name}: mean sub-net val acc {rows[-1]['mean_val_acc']:.3f} over {len(accs)} "
+            f"(final train acc {rows[-1]['final_train_acc']:.3f})"
+        )
+    ceiling = rows[0]["mean_val_acc"]
+    for row in rows:
+        row["cost_points"] = 100 * (ceiling - row["mean_val_acc"])
+    reference = reference_values(space)
+    notes = (
+        f"Each supernet: {recipe.epochs} epochs spos, batch {recipe.batch_size}, lr "
+        f"{recipe.lr}, seed {recipe.seed}; sub-nets scored after recalibrating BatchNorm on "
+        f"{s.bn_batches} training batches. `cost_points`: mean validation accuracy below "
+        "the reference trained alone. Fixed axes at the reference: "
+        + ", ".join(f"{k} {v}" for k, v in reference.items())
+        + "."
+    )
+    extra = {
+        "epochs": recipe.epochs,
+        "reference": reference,
+        "work": str(args.work),
+        "wall_s": time.time() - started,
+    }
+    publish("supernet_sharing", args.scale, rows, extra, list(rows[0]), notes, args.results)
+
+
+if __name__ == "__main__":
+    main()
