@@ -38,7 +38,7 @@ from nas import preset
 from nas.arch import STAGE_NAMES
 from nas.checkpoint import load_checkpoint, supernet_from_checkpoint
 from nas.space import SearchSpace
-from nas.train import FINAL, STATE, subnet_accuracy, train
+from nas.train import FINAL, LOG, STATE, subnet_accuracy, train
 
 EPOCHS = {"cpu": 3, "gpu": 5, "tiny": 1}
 VARIANTS = {
@@ -62,11 +62,11 @@ def reference_values(space: SearchSpace) -> dict[str, Any]:
     return values
 
 
-def variant(space: SearchSpace, shared: tuple[str, ...]) -> SearchSpace:
-    """``space`` with every axis but the per-stage ones in ``shared`` fixed to the reference."""
+def variant(space: SearchSpace, reference: dict[str, Any], shared: tuple[str, ...]) -> SearchSpace:
+    """``space`` with every axis but the per-stage ones in ``shared`` fixed to ``reference``."""
     fixed = {
         key: value
-        for key, value in reference_values(space).items()
+        for key, value in reference.items()
         if not (key.startswith(STAGE_NAMES) and key.split(".", 1)[1] in shared)
     }
     return space.with_fixed(**fixed)
@@ -87,15 +87,17 @@ def main() -> None:
         lr=s.lr * _cifar.SUPERNET_LR_FACTOR,
         eval_every=0,
     )
+    reference = reference_values(space)
     rows: list[dict[str, Any]] = []
     for name, shared in VARIANTS.items():
-        sub = variant(space, shared)
+        sub = variant(space, reference, shared)
         out = args.work / name.replace(" + ", "-").replace(" ", "-")
         if not (out / FINAL["supernet"]).exists():
             print(f"== {name}: training a supernet over {sub.size} archs into {out}")
             train(sub, data, recipe, out, device=s.device, resume=(out / STATE).exists())
-        log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
-        net = supernet_from_checkpoint(load_checkpoint(out / FINAL["supernet"], kind="supernet"))
+        payload = load_checkpoint(out / FINAL["supernet"], kind="supernet")
+        net = supernet_from_checkpoint(payload)
+        last_epoch = json.loads((out / LOG).read_text().splitlines()[-1])
         rng = random.Random(0)
         archs = {a.hash: a for a in (sub.sample(rng) for _ in range(args.subnets))}
         accs = [
@@ -110,8 +112,8 @@ def main() -> None:
                 "mean_val_acc": statistics.fmean(accs),
                 "min_val_acc": min(accs),
                 "max_val_acc": max(accs),
-                "final_train_acc": log[-1]["train_acc"],
-                "train_s": sum(row["train_seconds"] for row in log),
+                "final_train_acc": last_epoch["train_acc"],
+                "train_s": payload["metrics"]["train_seconds"],
             }
         )
         print(
@@ -121,7 +123,6 @@ def main() -> None:
     ceiling = rows[0]["mean_val_acc"]
     for row in rows:
         row["cost_points"] = 100 * (ceiling - row["mean_val_acc"])
-    reference = reference_values(space)
     notes = (
         f"Each supernet: {recipe.epochs} epochs spos, batch {recipe.batch_size}, lr "
         f"{recipe.lr}, seed {recipe.seed}; sub-nets scored after recalibrating BatchNorm on "

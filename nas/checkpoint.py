@@ -91,7 +91,19 @@ def load_checkpoint(path: str | os.PathLike[str], kind: str | None = None) -> di
         raise CheckpointError(
             f"{path} is a {payload.get('kind')} checkpoint; a {kind} checkpoint is needed here"
         )
+    if kind == "supernet":  # refused here, before a caller decodes data or writes a run
+        _check_supernet_layout(payload, str(path))
     return payload
+
+
+def _check_supernet_layout(payload: dict[str, Any], where: str) -> None:
+    layout = payload.get("supernet_layout", 1)
+    if layout != SUPERNET_LAYOUT:
+        raise CheckpointError(
+            f"{where} has weight layout v{layout}, this version reads v{SUPERNET_LAYOUT} "
+            "(stride-1 branches share weights by channel position): retrain it with "
+            "python -m nas.train --space ..."
+        )
 
 
 def arch_of(payload: dict[str, Any]) -> ArchConfig:
@@ -166,13 +178,7 @@ def network_from_checkpoint(payload: dict[str, Any]) -> torch.nn.Module:
 
 def supernet_from_checkpoint(payload: dict[str, Any]) -> Supernet:
     """The supernet of a ``supernet`` checkpoint, weights loaded, in eval mode."""
-    layout = payload.get("supernet_layout", 1)
-    if layout != SUPERNET_LAYOUT:
-        raise CheckpointError(
-            f"supernet checkpoint has weight layout v{layout}, this version reads "
-            f"v{SUPERNET_LAYOUT} (stride-1 branches share weights by channel position): "
-            "retrain it with python -m nas.train --space ..."
-        )
+    _check_supernet_layout(payload, "supernet checkpoint")
     net = Supernet(space_of(payload))
     _load_state(net, payload.get("state_dict"), "supernet")
     return net.eval()
