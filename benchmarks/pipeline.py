@@ -6,8 +6,10 @@ Runs ``python -m nas.pipeline`` on examples/pipeline-cifar10-<scale>.yaml (``tin
 few steps of each stage on the embedded data, for CI) into ``--run`` and reports the wall
 time of every stage from the run's pipeline.json, against the issue's goals (under 3
 hours at the cpu scale, under 30 minutes on one GPU). A killed run resumes where it
-stopped; stage times add up over the attempts (``resumed`` says it happened).
-Writes results/pipeline_<scale>.{json,md}.
+stopped; stage times add up over the attempts (``resumed`` says it happened); run on a
+finished run, it re-runs nothing and republishes its figures (``republished``). The
+models the run produced (accuracy and measured latency, from its report) come with the
+stage times. Writes results/pipeline_<scale>.{json,md}.
 """
 
 from __future__ import annotations
@@ -21,14 +23,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, SCALES, publish
 
-from nas.pipeline import load_pipeline, run_pipeline
+from nas.pipeline import STAGES, load_pipeline, run_pipeline
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
 GOAL_S = {"cpu": 3 * 3600, "gpu": 30 * 60}
 TINY = {
     "name": "tiny",
@@ -56,6 +60,53 @@ def config_path(scale: str, folder: Path) -> Path:
     return path
 
 
+def read_record(run: Path) -> dict[str, Any]:
+    path = run / "pipeline.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def stage_finished(info: dict[str, Any]) -> bool:
+    """Whether a stage's work is behind it: it ran to the end once, or it is left out."""
+    return "finished" in info or str(info.get("status", "")).startswith("left out")
+
+
+def shown_path(path: Path) -> str:
+    """A config path as a reader can type it: relative to the repository when inside it."""
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+OUTCOME_COLUMNS = ["target", "role", "name", "val_acc", "test_acc", "latency_ms"]
+
+
+def outcome_rows(run: Path) -> list[dict[str, Any]]:
+    """What the run produced, from its report: every model on every target."""
+    path = run / "report" / "results.csv"
+    if not path.exists():
+        return []
+    frame = pd.read_csv(path)[OUTCOME_COLUMNS]
+    return [
+        {key: (None if pd.isna(value) else value) for key, value in row.items()}
+        for row in frame.to_dict("records")
+    ]
+
+
+def outcome_notes(run: Path) -> str:
+    rows = outcome_rows(run)
+    if not rows:
+        return ""
+    table = (
+        pd.DataFrame(rows).astype(object).to_markdown(index=False, floatfmt=".4g", missingval="–")
+    )
+    return (
+        "\n\nWhat the run produced (from its report, `report/results.csv`; validation "
+        "accuracy selects, test is reported only; latency: median of the report's passes):"
+        f"\n\n{table}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -71,12 +122,20 @@ def main() -> None:
         source = args.config or config_path(args.scale, Path(tmp))
         config = load_pipeline(source)
         config = dataclasses.replace(config, run=run)
-        resumed = (run / "pipeline.json").exists()
+        before = read_record(run)
         record = run_pipeline(config)
         settings = yaml.safe_load(source.read_text())
-        shown = "tiny (in the script)" if source.parent == Path(tmp) else f"`{source}`"
+        shown = "tiny (in the script)" if source.parent == Path(tmp) else f"`{shown_path(source)}`"
+    finished_before = bool(before) and all(
+        stage_finished(before.get("stages", {}).get(name, {})) for name in STAGES
+    )
+    resumed = bool(before) and not finished_before
     rows: list[dict[str, Any]] = [
-        {"stage": stage, "status": info.get("status"), "wall_min": info.get("seconds", 0.0) / 60}
+        {
+            "stage": stage,
+            "status": "done" if "finished" in info else info.get("status"),
+            "wall_min": info.get("seconds", 0.0) / 60,
+        }
         for stage, info in record["stages"].items()
     ]
     total = float(record["total_seconds"])
@@ -89,10 +148,14 @@ def main() -> None:
         + "Stage times from the run's pipeline.json: the wall time of each stage's work, "
         "summed over resumed attempts (the time between attempts does not count)."
         + (" This run resumed an earlier one." if resumed else "")
+        + (" Republished from a run that had already finished." if finished_before else "")
+        + outcome_notes(run)
     )
     extra = {
         "run": str(run),
         "resumed": resumed,
+        "republished": finished_before,
+        "outcome": outcome_rows(run),
         "config": settings,
         "record": json.loads(json.dumps(record, default=str)),
         "wall_s": time.time() - started,

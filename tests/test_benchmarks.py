@@ -216,3 +216,15 @@ def test_pipeline_benchmark_times_every_stage(tmp_path):
     )
     assert stages["total"]["wall_min"] > 0
     assert (tmp_path / "run" / "report" / "index.html").exists()
+    # what the run produced is part of the result: the searched models with their
+    # accuracy and measured latency, from the report
+    assert payload["resumed"] is False and payload["republished"] is False
+    produced = payload["outcome"]
+    assert produced and {r["role"] for r in produced} == {"front"}
+    assert all(r["target"] == target.stem and r["latency_ms"] > 0 for r in produced)
+    assert all(0.0 <= r["val_acc"] <= 1.0 for r in produced)
+    assert "What the run produced" in (tmp_path / "results" / "pipeline_tiny.md").read_text()
+    # run again on the finished run: nothing re-runs, the stage times are the same
+    again = _script(tmp_path, "pipeline", "--run", tmp_path / "run", "--config", config)
+    assert again["republished"] is True and again["resumed"] is False
+    assert again["rows"] == payload["rows"]
