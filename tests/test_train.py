@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -181,17 +182,38 @@ def _log(run):
     return [json.loads(line) for line in (run / "train_log.jsonl").read_text().splitlines()]
 
 
+def _as_from_a_terminal() -> None:
+    """In the child before exec: SIGINT handled and unblocked, as for a command typed in a
+    shell. A test worker's own disposition is inherited otherwise (one CI run saw the
+    signal have no effect at all)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _signal_masks(pid: int) -> str:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return " ".join(ln for ln in lines if ln.startswith(("SigBlk", "SigIgn", "SigCgt")))
+
+
 def test_ctrl_c_saves_state_and_says_how_to_resume(tmp_path):
     # Far more epochs than the run gets to: on a loaded machine the whole short run could
     # otherwise finish between the first saved state and the signal.
-    proc = _cli(*TRAIN_ARGS, "--epochs", "500", "--out", str(tmp_path))
+    proc = _cli(
+        *TRAIN_ARGS, "--epochs", "500", "--out", str(tmp_path), preexec_fn=_as_from_a_terminal
+    )
     deadline = time.monotonic() + 180
     while not (tmp_path / STATE).exists() and proc.poll() is None:
         assert time.monotonic() < deadline, "no training state was saved within 180 s"
         time.sleep(0.05)
     assert proc.poll() is None, proc.communicate()[1]
+    masks = _signal_masks(proc.pid)  # SIGINT is bit 2 (value 0x2)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"SIGINT did not stop training within 60 s (child signal masks: {masks})")
     assert proc.returncode == 130
     assert "Traceback" not in err and "run the same command again to resume" in err
     assert load_checkpoint(tmp_path / STATE)["progress"]["global_step"] > 0
