@@ -101,7 +101,7 @@ def _check_supernet_layout(payload: dict[str, Any], where: str) -> None:
     if layout != SUPERNET_LAYOUT:
         raise CheckpointError(
             f"{where} has weight layout v{layout}, this version reads v{SUPERNET_LAYOUT} "
-            "(stride-1 branches share weights by channel position): retrain it with "
+            "(weights shared by channel identity): retrain it with "
             "python -m nas.train --space ..."
         )
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import random
 
 import pytest
@@ -10,7 +11,8 @@ from hypothesis import strategies as st
 
 import search_spaces
 from nas import ArchConfig, ConfigError, ShuffleNetV2, Supernet, load_space
-from nas.arch import STAGE_NAMES
+from nas.arch import STAGE_NAMES, split_channels
+from nas.models import channel_shuffle
 
 from .conftest import randomize_bn
 
@@ -46,9 +48,10 @@ def test_extract_computes_the_same_function(supernet):
 def test_every_shared_weight_is_reached_by_an_extreme_arch(supernet):
     # Each shared element gets a unique value; extracting archs copies out the elements
     # they use. The main branch is largest at the largest split ratio, the stride-2
-    # shortcut branch at the smallest. A stride-1 branch at width w reads weight columns
-    # [w - branch - smallest pass-through, w - smallest pass-through): every width at the
-    # largest ratio covers them all. Between them these archs use every shared weight.
+    # shortcut branch at the smallest, and every width at the largest ratio covers the
+    # rows of every layer. Weights gathered by channel id are checked along their other
+    # dimension only: which ids reach a conv depends on the arch (a stage's channel 0, say,
+    # always passes through), and the entries copied must be exactly the ids gathered.
     space = supernet.space
     top, low = space.max_arch, space.min_arch
     widths = [space.choices[f"{stage}.width"] for stage in STAGE_NAMES]
@@ -63,20 +66,77 @@ def test_every_shared_weight_is_reached_by_an_extreme_arch(supernet):
             tensor.copy_(torch.arange(tensor.numel()).reshape(tensor.shape))
     shapes = {k: v.shape for k, v in numbered.state_dict().items()}
     reached: dict[str, set[int]] = {name: set() for name in shapes}
+    gathered: dict[str, set[int]] = {}
+    dims: dict[str, int] = {}
     for arch in archs:
+        index = numbered.gathered(arch)
         for name, tensor in numbered.extract(arch).state_dict().items():
             assert all(a <= b for a, b in zip(tensor.shape, shapes[name], strict=True)), name
             reached[name].update(tensor.flatten().long().tolist())
-    for name, ids in reached.items():
-        if name.endswith("branch2.0.weight") and name.split(".")[1] != "0":
-            # A stride-1 branch's input conv has a column per input position: a wide branch
-            # never starts at the first ones, so not every (row, column) pair is used, but
-            # every row and every column is.
-            rows, cols = shapes[name][:2]
-            assert {i // cols for i in ids} == set(range(rows)), name
-            assert {i % cols for i in ids} == set(range(cols)), name
-        else:
-            assert len(ids) == shapes[name].numel(), name
+            if name in index:
+                dim, ids = index[name]
+                gathered.setdefault(name, set()).update(ids.tolist())
+                dims[name] = dim
+                # the copied entries along `dim` are those of the gathered ids, in order
+                stride = math.prod(shapes[name][dim + 1 :])
+                first = tensor.movedim(dim, 0).reshape(tensor.shape[dim], -1)[:, 0]
+                entry = (first.long() // stride) % shapes[name][dim]
+                assert entry.tolist() == ids.tolist(), name
+    for name, elements in reached.items():
+        if name not in gathered:
+            assert len(elements) == shapes[name].numel(), name
+            continue
+        dim = dims[name]
+        stride = math.prod(shapes[name][dim + 1 :])
+        along = {(i // stride) % shapes[name][dim] for i in elements}
+        assert along == gathered[name], name
+        if dim == 1:  # every output row is reached
+            rows = shapes[name][0]
+            assert {i // (shapes[name].numel() // rows) for i in elements} == set(range(rows))
+
+
+def _provenance(arch: ArchConfig) -> dict[str, list[int]]:
+    """For every conv that reads channels across units: which layer and row made each
+    channel it reads, traced through the standalone model's own channel shuffle."""
+    labels = torch.arange(arch.stem_channels)  # stem rows
+    read: dict[str, list[int]] = {}
+    for s, name in enumerate(STAGE_NAMES):
+        other, branch = split_channels(arch.widths[s], arch.split_ratios[s])
+        for i in range(arch.repeats[s]):
+            code = 10_000 * (1 + 100 * s + i)  # this unit's main-branch rows
+            if i == 0:
+                read[f"{name}.0.branch2.0.weight"] = labels.tolist()
+                shortcut = torch.arange(other) + 10_000 * (1 + 100 * s + 99)
+                cat = torch.cat((shortcut, torch.arange(branch) + code))
+            else:
+                read[f"{name}.{i}.branch2.0.weight"] = labels[other:].tolist()
+                cat = torch.cat((labels[:other], torch.arange(branch) + code))
+            labels = channel_shuffle(cat.view(1, -1, 1, 1), 2).flatten()
+    read["conv5.0.weight"] = labels.tolist()
+    return read
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_channel_always_meets_the_same_weights(seed):
+    # Matching weights by channel position mixes features: after a shuffle the channel at a
+    # position depends on the widths and split ratios upstream. Across many sub-nets, each
+    # channel (named by the layer and row that made it) must be read through one weight
+    # entry per conv, and distinct channels through distinct entries.
+    space = load_space("shufflenetv2_cifar")
+    net = Supernet(space)
+    rng = random.Random(seed)
+    entry_of: dict[tuple[str, int], int] = {}
+    for arch in [space.min_arch, space.max_arch] + [space.sample(rng) for _ in range(30)]:
+        index = net.gathered(arch)
+        for name, made_by in _provenance(arch).items():
+            dim, ids = index[name]
+            assert dim == 1 and len(ids) == len(made_by), name
+            for channel, entry in zip(made_by, ids.tolist(), strict=True):
+                assert entry_of.setdefault((name, channel), entry) == entry, (name, channel)
+    by_conv: dict[str, list[int]] = {}
+    for (name, _), entry in entry_of.items():
+        by_conv.setdefault(name, []).append(entry)
+    assert all(len(set(e)) == len(e) for e in by_conv.values())
 
 
 def test_extracted_weights_are_copies(supernet):
@@ -111,11 +171,13 @@ def test_subnet_training_touches_only_its_slice():
         before["conv5.1.running_mean"][arch.last_channels :],
     )
     grad = net.stage4[0].branch2[0].weight.grad
-    used = net.stage4[0].branch2[0]
-    assert grad is not None and used.weight.grad is not None
+    assert grad is not None
     branch = 48  # round(0.25 * 192)
-    assert grad[:branch, :96].abs().sum() > 0
-    assert grad[branch:].abs().sum() == 0 and grad[:, 96:].abs().sum() == 0
+    _, ids = net.gathered(arch)["stage4.0.branch2.0.weight"]
+    unused = torch.ones(grad.shape[1], dtype=torch.bool)
+    unused[ids] = False
+    assert grad[:branch, ids].abs().sum() > 0
+    assert grad[branch:].abs().sum() == 0 and grad[:, unused].abs().sum() == 0
     assert net.stage2[2].branch2[0].weight.grad is None  # unit beyond repeats never ran
 
 

@@ -220,8 +220,9 @@ def test_ctrl_c_saves_state_and_says_how_to_resume(tmp_path):
 
 
 def test_a_supernet_of_an_older_weight_layout_is_refused(tmp_path):
-    # v1 supernets sliced stride-1 branch inputs from column 0: loading one into the v2
-    # layout would run every sub-net with misplaced weights, so it is an error
+    # Older layouts matched weights to channels by position (v1 from a branch's first
+    # column, v2 from a stage's smallest pass-through): loaded into the id layout they
+    # would run every sub-net with misplaced weights, so they are an error
     from nas.models import Supernet
 
     space = load_space(TINY_SPACE)
@@ -230,6 +231,9 @@ def test_a_supernet_of_an_older_weight_layout_is_refused(tmp_path):
     save_checkpoint(tmp_path / "old.pt", payload)
     with pytest.raises(CheckpointError, match=r"weight layout v1.*retrain"):
         supernet_from_checkpoint(load_checkpoint(tmp_path / "old.pt", kind="supernet"))
+    save_checkpoint(tmp_path / "v2.pt", {**payload, "supernet_layout": 2})
+    with pytest.raises(CheckpointError, match=r"weight layout v2.*retrain"):
+        load_checkpoint(tmp_path / "v2.pt", kind="supernet")
     save_checkpoint(tmp_path / "new.pt", {**payload, "supernet_layout": SUPERNET_LAYOUT})
     net = supernet_from_checkpoint(load_checkpoint(tmp_path / "new.pt", kind="supernet"))
     assert isinstance(net, Supernet)

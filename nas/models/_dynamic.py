@@ -1,12 +1,15 @@
 """Layers whose weights are the largest of a search space and run any smaller slice.
 
-Channels take the first ``k`` entries of every dimension; kernels take the centre
-``k x k`` of the largest kernel. Each layer reads the active input channels from its
-input, so a forward pass needs only the active output width and kernel.
+Output channels take the first ``k`` entries; kernels take the centre ``k x k`` of the
+largest kernel. Input channels either take the first entries (as many as the input has)
+or, given ``in_index``, the weight entries of those channel ids, in input order (see
+:class:`~nas.models.Supernet`: channels that travel through splits and shuffles are
+matched to weights by identity, not by position).
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -28,18 +31,23 @@ class DynamicConv2d(nn.Conv2d):
         x: Tensor,
         out_channels: int | None = None,
         kernel_size: int | None = None,
-        in_offset: int = 0,
+        in_index: Tensor | None = None,
     ) -> Tensor:
-        """``in_offset``: the input's first channel is weight column ``in_offset``."""
+        """``in_index``: the weight entry of each input channel (default: the first ones)."""
         in_channels = x.shape[1]
         kernel_size = kernel_size or self.kernel_size[0]
         if self.groups == 1:
-            weight = self.weight[
-                : out_channels or self.out_channels, in_offset : in_offset + in_channels
-            ]
+            weight = self.weight[: out_channels or self.out_channels]
+            weight = (
+                weight[:, :in_channels] if in_index is None else weight.index_select(1, in_index)
+            )
             groups = 1
         else:  # depthwise: one filter per input channel
-            weight = self.weight[:in_channels]
+            weight = (
+                self.weight[:in_channels]
+                if in_index is None
+                else self.weight.index_select(0, in_index)
+            )
             groups = in_channels
         weight = crop_kernel(weight, kernel_size)
         return F.conv2d(x, weight, None, self.stride, kernel_size // 2, 1, groups)
@@ -54,7 +62,10 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
     statistics (:func:`nas.train.recalibrate_bn` on the extracted model).
     """
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, index: Tensor | None = None) -> Tensor:
+        """``index``: the entry of each input channel (default: the first ones)."""
+        if index is not None:
+            return self._indexed(x, index)
         c = x.shape[1]
         if c == self.num_features:
             return super().forward(x)
@@ -75,6 +86,34 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
             momentum if momentum is not None else 0.0,
             self.eps,
         )
+
+    def _indexed(self, x: Tensor, index: Tensor) -> Tensor:
+        """Batch norm with the entries ``index``: the running statistics are gathered,
+        updated by ``F.batch_norm`` in training mode and written back to those entries."""
+        assert self.running_mean is not None and self.running_var is not None
+        assert self.weight is not None and self.bias is not None
+        mean, var = self.running_mean[index], self.running_var[index]
+        momentum = self.momentum
+        if self.training:
+            assert self.num_batches_tracked is not None
+            self.num_batches_tracked.add_(1)
+            if momentum is None:
+                momentum = 1.0 / float(self.num_batches_tracked)
+        out = F.batch_norm(
+            x,
+            mean,
+            var,
+            self.weight[index],
+            self.bias[index],
+            self.training,
+            momentum if momentum is not None else 0.0,
+            self.eps,
+        )
+        if self.training:
+            with torch.no_grad():
+                self.running_mean[index] = mean
+                self.running_var[index] = var
+        return out
 
 
 class DynamicLinear(nn.Linear):

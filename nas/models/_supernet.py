@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -11,10 +13,11 @@ from nas.models._dynamic import DynamicBatchNorm2d, DynamicConv2d, DynamicLinear
 from nas.models._shufflenetv2 import ShuffleNetV2
 from nas.space import SearchSpace
 
-# Version of the shared-weight layout, recorded in supernet checkpoints. v2: a stride-1
-# branch's first conv indexes its weight columns by input channel position (v1 started
-# them at the branch's first channel, whatever the split).
-SUPERNET_LAYOUT = 2
+# Version of the shared-weight layout, recorded in supernet checkpoints. v3: convs that
+# read channels coming through splits and shuffles index their weights by channel id (v2
+# by channel position counted from a stage's smallest pass-through; v1 from the branch's
+# first channel).
+SUPERNET_LAYOUT = 3
 
 
 def _pointwise(in_channels: int, out_channels: int) -> DynamicConv2d:
@@ -27,35 +30,55 @@ def _depthwise(channels: int, kernel_size: int, stride: int) -> DynamicConv2d:
     )
 
 
+def _read_by_id(conv: DynamicConv2d, fan_in: int) -> DynamicConv2d:
+    """``conv`` (a 1x1 conv with one weight column per channel id) initialised as
+    ``nn.Conv2d`` initialises a conv of ``fan_in`` inputs, the most a sub-net feeds it.
+    Initialised by its column count (up to 25x more ids than inputs), the weights would
+    start that much smaller, and behind BatchNorm a small weight trains at a large
+    effective learning rate."""
+    bound = 1.0 / math.sqrt(fan_in)  # kaiming_uniform_(a=sqrt(5)), as nn.Conv2d
+    nn.init.uniform_(conv.weight, -bound, bound)
+    return conv
+
+
+def shuffle_ids(ids: Tensor) -> Tensor:
+    """The channel ids after ``channel_shuffle(x, 2)`` of channels that carry ``ids``."""
+    return ids.view(2, -1).t().reshape(-1)
+
+
 class _SuperUnit(nn.Module):
-    """A ``ShuffleUnit`` sized for the largest choices, run at any smaller choice."""
+    """A ``ShuffleUnit`` sized for the largest choices, run at any smaller choice.
+
+    ``in_ids``: how many channel ids can reach the unit's input (its input convs have a
+    weight entry per id); ``in_max``: the most input channels a sub-net feeds them.
+    ``first_id``: the id of the first channel the unit's main branch makes; a stride-2
+    unit's shortcut branch makes ids ``[0, other)``.
+    """
 
     def __init__(
         self,
+        in_ids: int,
         in_max: int,
         other_max: int,
         branch_max: int,
         stride: int,
         kernel_max: int,
-        other_min: int = 0,
+        first_id: int,
     ) -> None:
         super().__init__()
-        self.stride = stride
-        # Stride 1: the branch reads input channels [other, width); its first conv has one
-        # weight column per input *position* from the smallest pass-through on (see forward).
-        self.other_min = other_min if stride == 1 else 0
+        self.stride, self.first_id = stride, first_id
         if stride == 2:
             self.branch1 = nn.Sequential(
-                _depthwise(in_max, kernel_max, stride),
-                DynamicBatchNorm2d(in_max),
-                _pointwise(in_max, other_max),
+                _depthwise(in_ids, kernel_max, stride),
+                DynamicBatchNorm2d(in_ids),
+                _read_by_id(_pointwise(in_ids, other_max), in_max),
                 DynamicBatchNorm2d(other_max),
                 nn.ReLU(inplace=True),
             )
         else:
             self.branch1 = nn.Sequential()
         self.branch2 = nn.Sequential(
-            _pointwise(in_max - self.other_min, branch_max),
+            _read_by_id(_pointwise(in_ids, branch_max), in_max),
             DynamicBatchNorm2d(branch_max),
             nn.ReLU(inplace=True),
             _depthwise(branch_max, kernel_max, stride),
@@ -65,59 +88,54 @@ class _SuperUnit(nn.Module):
             nn.ReLU(inplace=True),
         )
 
-    @staticmethod
-    def _run(
-        layers: nn.Sequential, x: Tensor, out_channels: int, kernel: int, in_offset: int = 0
-    ) -> Tensor:
-        for i, layer in enumerate(layers):
-            if isinstance(layer, DynamicConv2d):
-                offset = in_offset if i == 0 else 0
-                x = layer(x, out_channels, kernel if layer.groups > 1 else 1, offset)
-            else:
-                x = layer(x)
-        return x
-
-    def branch_offset(self, out_channels: int, ratio: float) -> int:
-        """Weight column of the branch's first input channel (stride 1; 0 for stride 2)."""
-        return split_channels(out_channels, ratio)[0] - self.other_min if self.stride == 1 else 0
-
-    def forward(self, x: Tensor, out_channels: int, ratio: float, kernel: int) -> Tensor:
+    def wiring(self, ids: Tensor, out_channels: int, ratio: float) -> tuple[Tensor, Tensor]:
+        """Ids of the channels entering the main branch, and of the unit's output channels,
+        for input channels that carry ``ids``."""
         other, branch = split_channels(out_channels, ratio)
+        made = torch.arange(self.first_id, self.first_id + branch, device=ids.device)
         if self.stride == 1:
-            offset = self.branch_offset(out_channels, ratio)
-            out = torch.cat(
-                (x[:, :other], self._run(self.branch2, x[:, other:], branch, kernel, offset)),
-                dim=1,
-            )
+            return ids[other:], shuffle_ids(torch.cat((ids[:other], made)))
+        return ids, shuffle_ids(torch.cat((torch.arange(other, device=ids.device), made)))
+
+    def forward(
+        self, x: Tensor, ids: Tensor, out_channels: int, ratio: float, kernel: int
+    ) -> tuple[Tensor, Tensor]:
+        """The unit's output and the ids of its channels."""
+        other, branch = split_channels(out_channels, ratio)
+        branch_ids, out_ids = self.wiring(ids, out_channels, ratio)
+        if self.stride == 1:
+            main = self._main(x[:, other:], branch_ids, branch, kernel)
+            out = torch.cat((x[:, :other], main), dim=1)
         else:
-            out = torch.cat(
-                (
-                    self._run(self.branch1, x, other, kernel),
-                    self._run(self.branch2, x, branch, kernel),
-                ),
-                dim=1,
-            )
-        return channel_shuffle(out, 2)
+            dw, bn, pw, bn_out, relu = self.branch1
+            short = relu(bn_out(pw(bn(dw(x, None, kernel, ids), ids), other, None, ids)))
+            out = torch.cat((short, self._main(x, ids, branch, kernel)), dim=1)
+        return channel_shuffle(out, 2), out_ids
+
+    def _main(self, x: Tensor, ids: Tensor, branch: int, kernel: int) -> Tensor:
+        pw_in, bn_in, relu_in, dw, bn_dw, pw_out, bn_out, relu_out = self.branch2
+        x = relu_in(bn_in(pw_in(x, branch, None, ids)))
+        return relu_out(bn_out(pw_out(bn_dw(dw(x, None, kernel)), branch)))
 
 
 class Supernet(nn.Module):
     """Weight-sharing ShuffleNet V2 over a :class:`~nas.space.SearchSpace`.
 
     Weights are sized for the largest choice on every axis. ``forward(x, arch)`` runs the
-    sub-net ``arch`` by slicing: the first ``k`` channels of every layer, the first ``n``
-    units of every stage, the centre ``k x k`` of every depthwise kernel. ``x`` must already
-    be at ``arch.resolution``. :meth:`extract` copies those slices into a standalone
-    :class:`ShuffleNetV2` that computes the same function.
+    sub-net ``arch`` by slicing: the first ``k`` output channels of every layer, the first
+    ``n`` units of every stage, the centre ``k x k`` of every depthwise kernel. ``x`` must
+    already be at ``arch.resolution``. :meth:`extract` copies those slices into a
+    standalone :class:`ShuffleNetV2` that computes the same function.
 
-    Channel alignment: a stride-1 unit passes input channels ``[0, other)`` through and
-    feeds ``[other, width)`` to its branch, where ``other`` depends on width and split
-    ratio. The branch's first 1x1 conv therefore indexes its weight columns by *input
-    channel position*, counted from the stage's smallest pass-through, not from the
-    branch's first channel: the same column then meets the same channel position in every
-    sub-net, so shared weights see consistent inputs across widths (layout v1 started every
-    branch at column 0, so one column read a different channel for each split). Channels
-    stay fully aligned at split ratio 0.5; at other ratios the channel shuffle after the
-    concat moves the split point, which no slicing can undo.
+    Channel identity: every channel a unit makes has an id (in a stage, the stride-2 unit's
+    shortcut rows, then each unit's main-branch rows, in order). Channels travel through
+    pass-throughs, concats and shuffles, and where they land depends on the widths, split
+    ratios and depths of the sub-net; so every conv that reads them (a unit's input convs,
+    a stride-2 unit's shortcut, ``conv5``) has one weight entry per id, and a sub-net
+    gathers the entries of the ids at its input positions. A weight entry then always
+    meets the same feature, in every sub-net. (Matching by position, as plain slicing does,
+    is exact only at split ratio 0.5 and one width: elsewhere the shuffle after the concat
+    moves features, and one weight column reads a different feature in each sub-net.)
 
     BatchNorm: affine parameters and running statistics are shared by slicing as well. In
     training mode each sub-net normalises with its own batch statistics; the shared running
@@ -151,24 +169,24 @@ class Supernet(nn.Module):
         self.stage2: nn.Sequential
         self.stage3: nn.Sequential
         self.stage4: nn.Sequential
-        in_max = top.stem_channels
+        in_ids = in_max = top.stem_channels
         for s, name in enumerate(STAGE_NAMES):
             splits = [
                 split_channels(w, r) for w in c[f"{name}.width"] for r in c[f"{name}.split_ratio"]
             ]
             other_max = max(o for o, _ in splits)
-            other_min = min(o for o, _ in splits)
             branch_max = max(b for _, b in splits)
             kernel_max = top.kernels[s]
-            units = [_SuperUnit(in_max, other_max, branch_max, 2, kernel_max)]
-            units += [
-                _SuperUnit(top.widths[s], other_max, branch_max, 1, kernel_max, other_min)
-                for _ in range(top.repeats[s] - 1)
-            ]
+            units = [_SuperUnit(in_ids, in_max, other_max, branch_max, 2, kernel_max, other_max)]
+            for i in range(1, top.repeats[s]):
+                made = other_max + i * branch_max  # ids the units before this one make
+                units.append(
+                    _SuperUnit(made, branch_max, other_max, branch_max, 1, kernel_max, made)
+                )
             setattr(self, name, nn.Sequential(*units))
-            in_max = top.widths[s]
+            in_ids, in_max = other_max + top.repeats[s] * branch_max, top.widths[s]
         self.conv5 = nn.Sequential(
-            _pointwise(in_max, top.last_channels),
+            _read_by_id(_pointwise(in_ids, top.last_channels), in_max),
             DynamicBatchNorm2d(top.last_channels),
             nn.ReLU(inplace=True),
         )
@@ -185,12 +203,10 @@ class Supernet(nn.Module):
         zero-initialised branches all sub-nets start at a gradient norm of 2-3 (measured on
         the CIFAR space); the branches grow from the loss as in ResNets' zero-init trick."""
         for stage in (self.stage2, self.stage3, self.stage4):
-            for unit in stage:
-                assert isinstance(unit, _SuperUnit)
-                if unit.stride == 1:
-                    last_bn = unit.branch2[6]
-                    assert isinstance(last_bn, DynamicBatchNorm2d)
-                    nn.init.zeros_(last_bn.weight)
+            for unit in stage[1:]:  # the stride-1 units
+                last_bn = unit.branch2[6]
+                assert isinstance(last_bn, DynamicBatchNorm2d)
+                nn.init.zeros_(last_bn.weight)
 
     def forward(self, x: Tensor, arch: ArchConfig | None = None) -> Tensor:
         """Run sub-net ``arch`` (default: the largest) on ``x``."""
@@ -200,41 +216,63 @@ class Supernet(nn.Module):
             self.space.check(arch)
         conv, bn, relu = self.conv1
         x = self.maxpool(relu(bn(conv(x, arch.stem_channels))))
+        ids = torch.arange(arch.stem_channels, device=x.device)
         for s, name in enumerate(STAGE_NAMES):
             stage: nn.Sequential = getattr(self, name)
             for unit in stage[: arch.repeats[s]]:
-                x = unit(x, arch.widths[s], arch.split_ratios[s], arch.kernels[s])
+                x, ids = unit(x, ids, arch.widths[s], arch.split_ratios[s], arch.kernels[s])
         conv, bn, relu = self.conv5
-        x = relu(bn(conv(x, arch.last_channels)))
+        x = relu(bn(conv(x, arch.last_channels, None, ids)))
         return self.fc(x.mean((2, 3)))
+
+    def gathered(self, arch: ArchConfig) -> dict[str, tuple[int, Tensor]]:
+        """The weights ``arch`` gathers by channel id: parameter or buffer name ->
+        (dimension, the ids of the sub-net's channels in input order)."""
+        self.space.check(arch)
+        index: dict[str, tuple[int, Tensor]] = {}
+        ids = torch.arange(arch.stem_channels, device=self.fc.weight.device)
+        for s, name in enumerate(STAGE_NAMES):
+            for i, unit in enumerate(getattr(self, name)[: arch.repeats[s]]):
+                assert isinstance(unit, _SuperUnit)
+                branch_ids, out_ids = unit.wiring(ids, arch.widths[s], arch.split_ratios[s])
+                prefix = f"{name}.{i}"
+                if unit.stride == 2:
+                    for leaf in (
+                        "0.weight",
+                        "1.weight",
+                        "1.bias",
+                        "1.running_mean",
+                        "1.running_var",
+                    ):
+                        index[f"{prefix}.branch1.{leaf}"] = (0, ids)
+                    index[f"{prefix}.branch1.2.weight"] = (1, ids)
+                index[f"{prefix}.branch2.0.weight"] = (1, branch_ids)
+                ids = out_ids
+        index["conv5.0.weight"] = (1, ids)
+        return index
 
     @torch.no_grad()
     def extract(self, arch: ArchConfig) -> ShuffleNetV2:
         """A standalone :class:`ShuffleNetV2` with copies of ``arch``'s weight slices."""
-        self.space.check(arch)
+        index = self.gathered(arch)
         model = ShuffleNetV2(arch)
         shared = self.state_dict()
-        offsets = {}  # stride-1 branch inputs: weight columns from the unit's offset
-        for s, name in enumerate(STAGE_NAMES):
-            for i, unit in enumerate(getattr(self, name)[: arch.repeats[s]]):
-                assert isinstance(unit, _SuperUnit)
-                offset = unit.branch_offset(arch.widths[s], arch.split_ratios[s])
-                offsets[f"{name}.{i}.branch2.0.weight"] = offset
         model.load_state_dict(
             {
-                name: _slice_like(shared[name], like.shape, offsets.get(name, 0))
+                name: _slice_like(shared[name], like.shape, index.get(name))
                 for name, like in model.state_dict().items()
             }
         )
         return model.to(next(self.parameters()).device).train(self.training)
 
 
-def _slice_like(tensor: Tensor, shape: torch.Size, in_offset: int = 0) -> Tensor:
-    """First-k slice of every dimension (dimension 1 from ``in_offset``), except the centre
-    crop of conv kernels."""
+def _slice_like(
+    tensor: Tensor, shape: torch.Size, gather: tuple[int, Tensor] | None = None
+) -> Tensor:
+    """The entries ``gather`` names along its dimension, the first-k slice of every other
+    dimension, the centre crop of conv kernels."""
+    if gather is not None:
+        tensor = tensor.index_select(*gather)
     if tensor.dim() == 4 and tensor.shape[-1] != shape[-1]:
         tensor = crop_kernel(tensor, shape[-1])
-    starts = [0] * len(shape)
-    if in_offset:
-        starts[1] = in_offset
-    return tensor[tuple(slice(a, a + n) for a, n in zip(starts, shape, strict=True))]
+    return tensor[tuple(slice(0, n) for n in shape)]
