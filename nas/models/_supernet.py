@@ -204,6 +204,7 @@ class Supernet(nn.Module):
         the CIFAR space); the branches grow from the loss as in ResNets' zero-init trick."""
         for stage in (self.stage2, self.stage3, self.stage4):
             for unit in stage[1:]:  # the stride-1 units
+                assert isinstance(unit, _SuperUnit)
                 last_bn = unit.branch2[6]
                 assert isinstance(last_bn, DynamicBatchNorm2d)
                 nn.init.zeros_(last_bn.weight)
