@@ -54,6 +54,12 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, help="a trained model instead of training")
     parser.add_argument("--preset", default="shufflenet_v2_x1_0_cifar")
     parser.add_argument("--ratio", type=float, default=0.3)
+    parser.add_argument(
+        "--prune-scope", default="all", help="all channels, or 'internal' (block widths kept)"
+    )
+    parser.add_argument(
+        "--round-to", type=int, default=1, help="pruned layers keep a multiple of this"
+    )
     parser.add_argument("--work", type=Path, default=Path("runs/bench-compression"))
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument(
@@ -93,7 +99,13 @@ def main() -> None:
         prune_checkpoint(
             checkpoint,
             pruned,
-            PruneConfig(args.ratio, "group-norm", global_ranking=False),
+            PruneConfig(
+                args.ratio,
+                "group-norm",
+                global_ranking=False,
+                scope=args.prune_scope,
+                round_to=args.round_to,
+            ),
             steps=3,
             finetune_epochs=scale.finetune,
             lr=0.02,
@@ -215,7 +227,10 @@ def main() -> None:
             else f"`{args.checkpoint}`"
         )
         + "; pruning: "
-        f"{args.ratio:.0%} of channels (group-norm, per layer, 3 steps, "
+        f"{args.ratio:.0%} of {'internal ' if args.prune_scope == 'internal' else ''}channels "
+        f"(group-norm, per layer"
+        + (f", kept in multiples of {args.round_to}" if args.round_to > 1 else "")
+        + ", 3 steps, "
         f"{prune_report['prune']['finetune_epochs']} fine-tuning epochs), reached "
         f"{prune_report['ratio_reached']:.1%}. int8 on onnxruntime: the fastest variant within "
         f"1 point of validation accuracy ({quantized['base/onnxruntime']['int8']['name']} for "

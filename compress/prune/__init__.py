@@ -5,6 +5,7 @@ from compress._common import model_metrics
 from compress.prune._groups import Layer, channel_groups, pruned_layout, shuffle_order
 from compress.prune._prune import (
     IMPORTANCES,
+    SCOPES,
     PruneConfig,
     apply,
     channel_scores,
@@ -17,6 +18,7 @@ from compress.prune._run import prune_checkpoint
 
 __all__ = [
     "IMPORTANCES",
+    "SCOPES",
     "Layer",
     "PruneConfig",
     "apply",

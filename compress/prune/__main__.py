@@ -3,7 +3,9 @@
     python -m compress.prune --checkpoint model.pt --ratio 0.3 --out pruned.pt
 
 Removes ``--ratio`` of all channels (block outputs across splits and shuffles, branch
-middles, the stem, conv5), ranked by ``--importance``, per layer or ``--global``, in
+middles, the stem, conv5) or of the ``--scope internal`` ones (branch middles, conv5),
+each pruned layer keeping a multiple of ``--round-to`` channels, ranked by
+``--importance``, per layer or ``--global``, in
 ``--steps`` steps with optional fine-tuning; prints and stores params, FLOPs, measured
 latency on ``--target``, validation and test accuracy before and after.
 """
@@ -34,6 +36,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="rank all channels together instead of per layer",
     )
+    parser.add_argument(
+        "--scope",
+        default="all",
+        help="all channels, or only 'internal' ones (branch middles, conv5): block outputs "
+        "keep the arch's widths",
+    )
+    parser.add_argument(
+        "--round-to",
+        type=int,
+        default=1,
+        help="pruned layers keep a multiple of this many channels (8: ONNX Runtime's "
+        "NCHWc kernels on AVX2)",
+    )
     parser.add_argument("--steps", type=int, default=1, help="prune iteratively")
     parser.add_argument("--finetune-epochs", type=int, default=0)
     parser.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate")
@@ -52,7 +67,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from compress.prune import PruneConfig, prune_checkpoint
 
-    config = PruneConfig(args.ratio, args.importance, args.global_ranking)
+    config = PruneConfig(
+        args.ratio,
+        args.importance,
+        args.global_ranking,
+        scope=args.scope,
+        round_to=args.round_to,
+    )
     if args.out.resolve() == args.checkpoint.resolve():
         from nas._errors import ConfigError
 

@@ -23,6 +23,7 @@ from nas._errors import ConfigError
 from nas.models import ModelLayout, ShuffleNetV2
 
 IMPORTANCES = ("l1", "group-norm", "taylor")
+SCOPES = ("all", "internal")
 _PRUNE_FNS = {
     "out": tp.prune_conv_out_channels,
     "in": tp.prune_conv_in_channels,
@@ -40,16 +41,31 @@ class PruneConfig:
     ``global_ranking``: rank all channels together (scores normalised by their layer's
     mean, as torch-pruning's global pruning does) instead of removing ``ratio`` of every
     layer; no layer loses more than ``max_layer_ratio`` of its channels.
+
+    ``scope``: ``all`` prunable channels, or only the ``internal`` ones (each branch's
+    middle and conv5's outputs), which leaves every block output, and so every channel
+    count that crosses a split or a shuffle, as the arch has it; ``ratio`` is then a share
+    of the internal channels. ``round_to``: every pruned layer keeps a multiple of this
+    many channels (a layer smaller than that is not pruned). Why: ONNX Runtime's fast
+    NCHWc convolutions take a conv only when its input and output channel counts are
+    multiples of the CPU's block size (8 with AVX2, 16 with AVX-512); a pruned model with
+    odd counts falls back to plain kernels and can run slower than the original.
     """
 
     ratio: float
     importance: str = "group-norm"
     global_ranking: bool = False
     max_layer_ratio: float = 0.9
+    scope: str = "all"
+    round_to: int = 1
 
     def __post_init__(self) -> None:
         if not 0.0 < self.ratio < 1.0:
             raise ConfigError(f"pruning ratio must be strictly between 0 and 1, got {self.ratio}")
+        if self.scope not in SCOPES:
+            raise ConfigError(f"unknown pruning scope {self.scope!r}: choose all or internal")
+        if self.round_to < 1:
+            raise ConfigError(f"--round-to must be a channel count >= 1, got {self.round_to}")
         if self.importance not in IMPORTANCES:
             raise ConfigError(
                 f"unknown importance {self.importance!r}: choose one of {', '.join(IMPORTANCES)}"
@@ -58,6 +74,13 @@ class PruneConfig:
 
 def layout_of(model: ShuffleNetV2) -> ModelLayout:
     return model.layout if model.layout is not None else ModelLayout.standard(model.arch)
+
+
+def in_scope(layers: dict[str, Layer], scope: str = "all") -> dict[str, Layer]:
+    """The layers a pruning ``scope`` may cut (see :class:`PruneConfig`)."""
+    if scope == "all":
+        return layers
+    return {n: layer for n, layer in layers.items() if n == "last" or n.endswith(".mid")}
 
 
 def _slice(module: nn.Module, role: str, index: int) -> Tensor:
@@ -125,17 +148,21 @@ def select(
     global_ranking: bool,
     max_layer_ratio: float,
     must_keep_one: Sequence[Sequence[tuple[str, int]]] = (),
+    round_to: int = 1,
 ) -> dict[str, set[int]]:
     """Indices of the ``remove`` lowest scoring channels to prune.
 
     Every layer keeps at least one channel (and at most ``max_layer_ratio`` of it goes),
-    and at least one channel of each ``must_keep_one`` list survives (see
-    :func:`branch_inputs`): a violated list gets its best channel protected and the
-    selection runs again.
+    a multiple of ``round_to`` when it is pruned at all (so the total removed is close
+    to, not exactly, ``remove``), and at least one channel of each ``must_keep_one``
+    list survives (see :func:`branch_inputs`): a violated list gets its best channel
+    protected and the selection runs again.
     """
     protected: set[tuple[str, int]] = set()
     while True:
         chosen = _select(layers, scores, remove, global_ranking, max_layer_ratio, protected)
+        if round_to > 1:
+            chosen = _rounded(layers, scores, chosen, round_to, protected)
         violated = [
             group for group in must_keep_one if all(j in chosen.get(n, ()) for n, j in group)
         ]
@@ -179,6 +206,30 @@ def _select(
     return {n: idxs for n, idxs in chosen.items() if idxs}
 
 
+def _rounded(
+    layers: dict[str, Layer],
+    scores: dict[str, Tensor],
+    chosen: dict[str, set[int]],
+    round_to: int,
+    protected: set[tuple[str, int]],
+) -> dict[str, set[int]]:
+    """Each layer's removal moved to the nearest count that keeps a multiple of
+    ``round_to`` channels (at least ``round_to``), lowest scores first."""
+    out = {}
+    for name, idxs in chosen.items():
+        size = len(layers[name].channels)
+        if size <= round_to:
+            continue
+        blocks = round((size - len(idxs)) / round_to)
+        kept = round_to * max(1, min(size // round_to, blocks))
+        order = [j for j in torch.argsort(scores[name]).tolist() if (name, j) not in protected]
+        count = min(size - kept, len(order))
+        count -= -(size - count) % round_to  # protected channels: keep the next multiple
+        if count > 0:
+            out[name] = set(order[:count])
+    return out
+
+
 def apply(model: ShuffleNetV2, removed: dict[str, set[int]]) -> ShuffleNetV2:
     """A new, smaller model: torch-pruning's functions cut the tensors, the new layout is
     derived from the old one, and the cut weights must load into a model rebuilt from it."""
@@ -206,8 +257,9 @@ def _copy(model: ShuffleNetV2) -> ShuffleNetV2:
     return clone
 
 
-def count_channels(layout: ModelLayout) -> int:
-    return sum(len(layer.channels) for layer in channel_groups(layout).values())
+def count_channels(layout: ModelLayout, scope: str = "all") -> int:
+    """Prunable channels of ``layout`` within ``scope``."""
+    return sum(len(layer.channels) for layer in in_scope(channel_groups(layout), scope).values())
 
 
 def accumulate_gradients(
@@ -233,9 +285,9 @@ def prune_once(
 ) -> ShuffleNetV2:
     """Prune ``model`` until ``target_removed`` channels of the original are gone."""
     layout = layout_of(model)
-    layers = channel_groups(layout)
-    original = int(layout.pruned.get("original_channels", count_channels(layout)))
-    already = original - count_channels(layout)
+    layers = in_scope(channel_groups(layout), config.scope)
+    original = int(layout.pruned.get("original_channels", count_channels(layout, config.scope)))
+    already = original - count_channels(layout, config.scope)
     remove = max(0, target_removed - already)
     if remove == 0:
         return model
@@ -252,26 +304,31 @@ def prune_once(
         config.global_ranking,
         config.max_layer_ratio,
         branch_inputs(layout),
+        config.round_to,
     )
     pruned = apply(model, removed)
     assert pruned.layout is not None
     pruned.layout.pruned = {
         **layout.pruned,
         "original_channels": original,
-        "removed_channels": original - count_channels(pruned.layout),
+        "removed_channels": original - count_channels(pruned.layout, config.scope),
         "importance": config.importance,
         "global": config.global_ranking,
+        "scope": config.scope,
+        "round_to": config.round_to,
     }
     return pruned
 
 
 __all__ = [
     "IMPORTANCES",
+    "SCOPES",
     "Member",
     "PruneConfig",
     "apply",
     "channel_scores",
     "count_channels",
+    "in_scope",
     "layout_of",
     "prune_once",
     "select",

@@ -55,11 +55,11 @@ def prune_checkpoint(
     arch = model.arch
     before = {
         **model_metrics(model, splits, device),
-        "channels": count_channels(layout_of(model)),
+        "channels": count_channels(layout_of(model), config.scope),
         "latency": measure(source, target),
     }
     log(f"before: {_line(before)}")
-    original = count_channels(layout_of(model))
+    original = count_channels(layout_of(model), config.scope)
     per_step = math.ceil(finetune_epochs / steps) if finetune_epochs else 0
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         for step in range(1, steps + 1):
@@ -84,8 +84,8 @@ def prune_checkpoint(
                     progress,
                 )
             log(
-                f"step {step}/{steps}: {count_channels(layout_of(model))} of {original} "
-                "channels left"
+                f"step {step}/{steps}: {count_channels(layout_of(model), config.scope)} of "
+                f"{original} {'internal ' if config.scope == 'internal' else ''}channels left"
             )
         layout = layout_of(model)
         metrics_after = model_metrics(model.eval(), splits, device)
@@ -111,7 +111,11 @@ def prune_checkpoint(
                 "source": record,
             },
         )
-    after = {**metrics_after, "channels": count_channels(layout), "latency": measure(out, target)}
+    after = {
+        **metrics_after,
+        "channels": count_channels(layout, config.scope),
+        "latency": measure(out, target),
+    }
     report = {
         **record,
         "after": after,
