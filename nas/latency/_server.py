@@ -186,9 +186,15 @@ class MeasureServer(ThreadingHTTPServer):
             self.waiting.release()
 
 
+# A refused upload is read (and dropped) up to this many times the model cap so that the
+# client gets the reply; a larger one is cut off.
+DRAIN_FACTOR = 4
+
+
 class Handler(BaseHTTPRequestHandler):
     server: MeasureServer
     protocol_version = "HTTP/1.1"
+    _body_read = False  # per request: whether this POST's body has been read
 
     def log_message(self, format: str, *args: Any) -> None:  # one short line per request
         sys.stderr.write(f"{self.address_string()} {format % args}\n")
@@ -203,7 +209,32 @@ class Handler(BaseHTTPRequestHandler):
 
     def _fail(self, status: HTTPStatus, message: str) -> None:
         self.close_connection = True
+        self._discard_body()
         self._reply(status, {"ok": False, "error": message})
+
+    def _discard_body(self) -> None:
+        """Read the unread upload of a refused request before replying. Closing a socket
+        with unread bytes makes the kernel reset the connection, and the client, still
+        sending, sees a broken pipe instead of the reason. Bounded: beyond a few times the
+        model cap the connection is just closed."""
+        if self.command != "POST" or self._body_read:
+            return
+        self._body_read = True
+        try:
+            left = min(
+                int(self.headers.get("Content-Length", "0")),
+                DRAIN_FACTOR * self.server.max_model_bytes,
+            )
+        except ValueError:
+            return
+        try:
+            while left > 0:
+                chunk = self.rfile.read(min(left, 1 << 16))
+                if not chunk:
+                    return
+                left -= len(chunk)
+        except OSError:
+            return
 
     def _authorized(self) -> bool:
         given = self.headers.get("Authorization", "").encode()
@@ -221,6 +252,7 @@ class Handler(BaseHTTPRequestHandler):
         self._reply(HTTPStatus.OK, {"ok": True, "device": self.server.identity})
 
     def do_POST(self) -> None:
+        self._body_read = False
         if not self._authorized():
             return
         try:
@@ -239,6 +271,7 @@ class Handler(BaseHTTPRequestHandler):
                     f"{self.server.max_model_bytes} bytes",
                 )
             spec = parse_spec(self.headers.get("X-Measure-Spec"))
+            self._body_read = True
             model = self.rfile.read(length)
             if len(model) != length:
                 raise RequestError(HTTPStatus.BAD_REQUEST, "truncated upload")
