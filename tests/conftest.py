@@ -7,8 +7,12 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-# Two cores: let each xdist worker use one thread so workers do not fight.
-torch.set_num_threads(int(os.environ.get("NAS_TEST_THREADS", "1")))
+# Two cores: let each xdist worker use one thread so workers do not fight, and the same
+# for the scripts and CLIs the tests start as subprocesses (they inherit the environment;
+# left alone, each would take every core while the other worker runs too).
+TEST_THREADS = os.environ.get("NAS_TEST_THREADS", "1")
+torch.set_num_threads(int(TEST_THREADS))
+os.environ.setdefault("OMP_NUM_THREADS", TEST_THREADS)
 
 settings.register_profile(
     "default",
