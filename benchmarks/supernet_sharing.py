@@ -16,13 +16,14 @@ smallest depth so the runs stay short):
 Each supernet is then scored as the search scores it: validation accuracy of
 ``--subnets`` sub-nets drawn from its variant (the same draws for every run of the
 script), each after BatchNorm recalibration. The gap to "one arch" is what sharing
-that axis costs at this training length. Resumable: finished supernets are kept in
-``--work``. Writes results/supernet_sharing_<scale>.{json,md}.
+that axis costs at this training length. Resumable: finished supernets and sub-net
+scores are kept in ``--work``. Writes results/supernet_sharing_<scale>.{json,md}.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import statistics
 import sys
@@ -40,6 +41,7 @@ from nas.checkpoint import load_checkpoint, supernet_from_checkpoint
 from nas.space import SearchSpace
 from nas.train import FINAL, LOG, STATE, subnet_accuracy, train
 
+SCORES = "subnet_scores.json"  # per variant: sub-net validation accuracy by arch hash
 EPOCHS = {"cpu": 3, "gpu": 5, "tiny": 1}
 VARIANTS = {
     "one arch": (),
@@ -72,6 +74,21 @@ def variant(space: SearchSpace, reference: dict[str, Any], shared: tuple[str, ..
     return space.with_fixed(**fixed)
 
 
+def _scores(out: Path, bn_batches: int) -> dict[str, dict[str, float]]:
+    """Sub-net scores kept from an earlier run on this supernet (same recalibration)."""
+    path = out / SCORES
+    if not path.exists():
+        return {}
+    kept = json.loads(path.read_text())
+    return kept["scores"] if kept.get("bn_batches") == bn_batches else {}
+
+
+def _save_scores(out: Path, bn_batches: int, scores: dict[str, dict[str, float]]) -> None:
+    tmp = out / f".{SCORES}.tmp"
+    tmp.write_text(json.dumps({"bn_batches": bn_batches, "scores": scores}, indent=1))
+    os.replace(tmp, out / SCORES)
+
+
 def main() -> None:
     parser = _cifar.argument_parser(__doc__, searches=False)
     parser.add_argument("--subnets", type=int, default=8, help="sub-nets scored per variant")
@@ -100,10 +117,12 @@ def main() -> None:
         last_epoch = json.loads((out / LOG).read_text().splitlines()[-1])
         rng = random.Random(0)
         archs = {a.hash: a for a in (sub.sample(rng) for _ in range(args.subnets))}
-        accs = [
-            subnet_accuracy(net, arch, data, s.bn_batches, device=s.device)["acc"]
-            for arch in archs.values()
-        ]
+        scores = _scores(out, s.bn_batches)
+        for arch_hash, arch in archs.items():
+            if arch_hash not in scores:
+                scores[arch_hash] = subnet_accuracy(net, arch, data, s.bn_batches, device=s.device)
+                _save_scores(out, s.bn_batches, scores)
+        accs = [scores[h]["acc"] for h in archs]
         rows.append(
             {
                 "variant": name,

@@ -168,10 +168,12 @@ def test_supernet_sharing_ablation(tmp_path):
         assert 0.0 <= row["min_val_acc"] <= row["mean_val_acc"] <= row["max_val_acc"] <= 1.0
     assert payload["reference"]["stage3.width"] == 232  # nearest x1.0
     assert payload["reference"]["stage3.repeats"] == 4  # the smallest depth
-    # resumed: the finished supernets are kept, nothing is trained again
-    mtime = (tmp_path / "work" / "widths" / "supernet.pt").stat().st_mtime_ns
-    _script(tmp_path, "supernet_sharing", "--work", tmp_path / "work", "--subnets", 3)
-    assert (tmp_path / "work" / "widths" / "supernet.pt").stat().st_mtime_ns == mtime
+    # resumed: the finished supernets and their scores are kept, nothing is redone
+    kept = [tmp_path / "work" / "widths" / name for name in ("supernet.pt", "subnet_scores.json")]
+    mtimes = [path.stat().st_mtime_ns for path in kept]
+    again = _script(tmp_path, "supernet_sharing", "--work", tmp_path / "work", "--subnets", 3)
+    assert [path.stat().st_mtime_ns for path in kept] == mtimes
+    assert again["rows"] == payload["rows"]
 
 
 def test_pipeline_benchmark_times_every_stage(tmp_path):

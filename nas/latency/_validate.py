@@ -5,10 +5,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
@@ -16,6 +15,9 @@ from nas.latency._meter import LatencyMeter
 from nas.latency._predictor import LatencyPredictor
 from nas.models import count_flops
 from nas.space import SearchSpace
+
+if TYPE_CHECKING:  # pandas is imported where it is used: the measuring process never needs it
+    import pandas as pd
 
 VALIDATION_SEED = 2_000
 
@@ -87,6 +89,8 @@ def validate(
                 **arch.to_params(),
             }
         )
+    import pandas as pd
+
     frame = pd.DataFrame(rows)
     frame["error_pct"] = 100 * (frame.predicted_ms - frame.measured_ms) / frame.measured_ms
     result = summary(frame.measured_ms, frame.predicted_ms)
@@ -102,6 +106,8 @@ def error_by_axis(frame: pd.DataFrame, space: SearchSpace, top: int = 8) -> pd.D
         grouped.columns = ["choice", "mean_error_pct", "archs"]
         grouped.insert(0, "axis", axis)
         parts.append(grouped)
+    import pandas as pd
+
     table = pd.concat(parts, ignore_index=True)
     order = table.mean_error_pct.abs().sort_values(ascending=False).index
     return table.loc[order].head(top).reset_index(drop=True)
