@@ -21,11 +21,12 @@ from nas.models import ShuffleNetV2
 from nas.train import FINAL, STATE, TrainConfig, recalibrate_bn, train
 
 
-def measure(path: Path, target_name: str | None) -> dict[str, Any] | None:
+def measure(paths: list[Path], target_name: str | None) -> list[dict[str, Any] | None]:
+    """Latency of each checkpoint on ``target_name``, side by side in one measuring process."""
     if target_name is None:
-        return None
+        return [None] * len(paths)
     with LatencyMeter(load_target(target_name)) as meter:
-        return latency_record(target_name, meter.measure_checkpoint(path))
+        return [latency_record(target_name, meter.measure_checkpoint(p)) for p in paths]
 
 
 def prune_checkpoint(
@@ -56,7 +57,6 @@ def prune_checkpoint(
     before = {
         **model_metrics(model, splits, device),
         "channels": count_channels(layout_of(model), config.scope),
-        "latency": measure(source, target),
     }
     log(f"before: {_line(before)}")
     original = count_channels(layout_of(model), config.scope)
@@ -111,11 +111,8 @@ def prune_checkpoint(
                 "source": record,
             },
         )
-    after = {
-        **metrics_after,
-        "channels": count_channels(layout, config.scope),
-        "latency": measure(out, target),
-    }
+    after = {**metrics_after, "channels": count_channels(layout, config.scope)}
+    before["latency"], after["latency"] = measure([source, out], target)
     report = {
         **record,
         "after": after,
