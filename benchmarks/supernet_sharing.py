@@ -111,6 +111,7 @@ def main() -> None:
         out = args.work / name.replace(" + ", "-").replace(" ", "-")
         if not (out / FINAL["supernet"]).exists():
             print(f"== {name}: training a supernet over {sub.size} archs into {out}")
+            (out / SCORES).unlink(missing_ok=True)  # scores of an earlier supernet
             train(sub, data, recipe, out, device=s.device, resume=(out / STATE).exists())
         payload = load_checkpoint(out / FINAL["supernet"], kind="supernet")
         net = supernet_from_checkpoint(payload)
