@@ -20,6 +20,7 @@ import pandas as pd
 from _common import CPU_TARGETS, RESULTS, SCALES
 
 from nas import preset
+from nas._io import write_json_atomic
 from nas.arch import ArchConfig
 from nas.checkpoint import arch_of, load_checkpoint
 from nas.data import DataSplits, load_data
@@ -106,8 +107,7 @@ def budgets(work: Path, targets: tuple[str, ...] = CPU_TARGETS) -> dict[str, dic
                 for label, name in BUDGET_BASELINES.items()
             }
     if missing:
-        work.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(known, indent=1) + "\n")
+        write_json_atomic(path, known)
     return known
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import shlex
 import statistics
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from nas._env import machine_info
+from nas._io import write_json_atomic, write_text_atomic
 from nas.data import DataSpec
 from nas.latency import LatencyMeter, Measurement, load_target
 from nas.train import TrainConfig
@@ -139,9 +139,10 @@ def write_results(
         "rows": rows,
     }
     json_path = results / f"{name}_{scale}.json"
-    json_path.write_text(json.dumps(payload, indent=1) + "\n")
-    md_path = results / f"{name}_{scale}.md"
-    md_path.write_text(render_markdown(payload, columns, notes))
+    write_json_atomic(json_path, payload)
+    md_path = write_text_atomic(
+        results / f"{name}_{scale}.md", render_markdown(payload, columns, notes)
+    )
     return json_path, md_path
 
 

@@ -23,7 +23,6 @@ scores are kept in ``--work``. Writes results/supernet_sharing_<scale>.{json,md}
 from __future__ import annotations
 
 import json
-import os
 import random
 import statistics
 import sys
@@ -36,6 +35,7 @@ import _cifar
 from _common import SCALES, publish
 
 from nas import preset
+from nas._io import write_json_atomic
 from nas.arch import STAGE_NAMES
 from nas.checkpoint import load_checkpoint, supernet_from_checkpoint
 from nas.space import SearchSpace
@@ -84,9 +84,7 @@ def _scores(out: Path, bn_batches: int) -> dict[str, dict[str, float]]:
 
 
 def _save_scores(out: Path, bn_batches: int, scores: dict[str, dict[str, float]]) -> None:
-    tmp = out / f".{SCORES}.tmp"
-    tmp.write_text(json.dumps({"bn_batches": bn_batches, "scores": scores}, indent=1))
-    os.replace(tmp, out / SCORES)
+    write_json_atomic(out / SCORES, {"bn_batches": bn_batches, "scores": scores})
 
 
 def main() -> None:

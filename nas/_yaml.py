@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from nas._errors import ConfigError
+from nas._io import write_text_atomic
 
 
 def read_yaml_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]:
@@ -57,8 +58,4 @@ def dump_yaml(data: dict[str, Any]) -> str:
 
 def write_yaml_atomic(path: str | os.PathLike[str], data: dict[str, Any]) -> None:
     """Write ``data`` as YAML via a temporary file and rename, so readers never see half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(dump_yaml(data), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, dump_yaml(data))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import tempfile
@@ -14,6 +13,7 @@ from typing import Any
 from compress._common import latency_record, load_source, model_metrics, train_batches
 from compress.prune._prune import PruneConfig, count_channels, layout_of, prune_once
 from nas._errors import ConfigError
+from nas._io import write_json_atomic
 from nas.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from nas.data import DataSpec, DataSplits
 from nas.latency import LatencyMeter, load_target
@@ -121,7 +121,7 @@ def prune_checkpoint(
         "speedup": _speedup(before, after),
     }
     json_path = out.with_suffix(".json")
-    json_path.write_text(json.dumps(report, indent=1))
+    write_json_atomic(json_path, report)
     log(f"after:  {_line(after)}")
     if report["speedup"]:
         log(

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from nas._errors import ConfigError
+from nas._io import write_json_atomic
 from nas.arch import ArchConfig
 from nas.data import cache_root
 from nas.latency._blocks import arch_blocks, space_blocks
@@ -91,12 +92,7 @@ class LatencyPredictor:
         return dict(self.__dict__)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True))
-        os.replace(tmp, path)
-        return path
+        return write_json_atomic(path, self.to_dict(), sort_keys=True)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> LatencyPredictor:

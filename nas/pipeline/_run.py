@@ -8,7 +8,6 @@ from its study), so running the same command again continues a killed pipeline.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ import pandas as pd
 
 from nas._env import machine_info
 from nas._errors import ConfigError
+from nas._io import write_json_atomic
 from nas.checkpoint import load_checkpoint
 from nas.data import load_data
 from nas.models import load_network
@@ -117,9 +117,7 @@ def _load_record(run: Path, config: PipelineConfig) -> dict[str, Any]:
 
 
 def _save_record(run: Path, record: dict[str, Any]) -> None:
-    tmp = run / f".{RECORD}.tmp"
-    tmp.write_text(json.dumps(record, indent=1, default=str))
-    os.replace(tmp, run / RECORD)
+    write_json_atomic(run / RECORD, record, default=str)
 
 
 # -- stages ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from nas._env import machine_info
 from nas._errors import CheckpointError, ConfigError
+from nas._io import write_json_atomic, write_text_atomic
 from nas.arch import ArchConfig, load_arch
 from nas.checkpoint import load_checkpoint, save_checkpoint, space_of, supernet_from_checkpoint
 from nas.data import DataSpec, DataSplits, load_data
@@ -548,9 +549,7 @@ def _export(ctx: _Context, supernet: Supernet, front: list[FrontEntry]) -> list[
     import pandas as pd
 
     frame = pd.DataFrame(rows, columns=FRONT_COLUMNS + list(ctx.space.max_arch.to_params()))
-    tmp = ctx.run_dir / ".pareto.csv.tmp"
-    frame.to_csv(tmp, index=False)
-    os.replace(tmp, ctx.run_dir / "pareto.csv")
+    write_text_atomic(ctx.run_dir / "pareto.csv", frame.to_csv(index=False))
     return rows
 
 
@@ -601,9 +600,7 @@ def _summary(
         "machine": machine_info(),
         **ctx.extra,
     }
-    tmp = ctx.run_dir / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1, default=str))
-    os.replace(tmp, ctx.run_dir / "summary.json")
+    write_json_atomic(ctx.run_dir / "summary.json", summary, default=str)
     return summary
 
 

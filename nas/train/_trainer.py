@@ -18,6 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nas._errors import CheckpointError, ConfigError
+from nas._io import write_text_atomic
 from nas.arch import ArchConfig
 from nas.checkpoint import load_checkpoint, save_checkpoint
 from nas.data import BatchLoader, DataSplits
@@ -249,10 +250,8 @@ class _Run:
         self._write_log()
 
     def _write_log(self) -> None:
-        path = self.out / LOG
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(json.dumps(row) + "\n" for row in self.state.history))
-        os.replace(tmp, path)
+        rows = "".join(json.dumps(row) + "\n" for row in self.state.history)
+        write_text_atomic(self.out / LOG, rows)
 
     # -- the loop -----------------------------------------------------------------------
 
