@@ -39,9 +39,6 @@ SPACES = {
 }
 # The hand-designed nets whose measured latency sets the search budgets.
 BUDGET_BASELINES = {"x0.5": "shufflenet_v2_x0_5_cifar", "x1.0": "shufflenet_v2_x1_0_cifar"}
-# Supernet recipe: single-path (spos) sampling at a fifth of the standalone peak lr; on
-# this space 0.1 and 0.05 diverge (measured, see nas.search.SearchOptions.supernet_lr).
-SUPERNET_LR_FACTOR = 0.2
 SEARCH_TRIALS = {"cpu": 40, "gpu": 60, "tiny": 3}
 BUDGET_PASSES = 3
 
@@ -76,13 +73,14 @@ def space_for(scale: str, data: DataSplits) -> SearchSpace:
 
 
 def supernet(scale: str, work: Path, data: DataSplits) -> Path:
-    """The scale's supernet, trained once (spos, the scale's epochs and batch size)."""
+    """The scale's supernet, trained once (the shared supernet recipe at the scale's epochs
+    and batch size)."""
     s = SCALES[scale]
     out = work / "supernet"
     final = out / FINAL["supernet"]
     if not final.exists():
         print(f"== training the supernet into {out}")
-        recipe = s.recipe(strategy="spos", lr=s.lr * SUPERNET_LR_FACTOR, eval_every=0)
+        recipe = s.supernet_recipe()
         space = space_for(scale, data)
         train(space, data, recipe, out, device=s.device, resume=(out / STATE).exists())
     return final

@@ -18,7 +18,7 @@ from nas._env import machine_info
 from nas._io import write_json_atomic, write_text_atomic
 from nas.data import DataSpec
 from nas.latency import LatencyMeter, Measurement, load_target
-from nas.train import TrainConfig
+from nas.train import SUPERNET_RECIPE, TrainConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # The shared CIFAR-10 archive, beside the project (see ../shared/data/README.md).
@@ -47,6 +47,18 @@ class Scale:
             "steps_per_epoch": self.steps_per_epoch,
         }
         return TrainConfig(**{**settings, **changes})
+
+    def supernet_recipe(self, **changes: Any) -> TrainConfig:
+        """The shared supernet recipe (``nas.train.SUPERNET_RECIPE``) at this scale's epochs
+        and batch, its learning rate scaled linearly with the batch from 128."""
+        settings: dict[str, Any] = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "lr": SUPERNET_RECIPE["lr"] * self.batch_size / 128,
+            "steps_per_epoch": self.steps_per_epoch,
+            "eval_every": 0,
+        }
+        return TrainConfig.supernet(**{**settings, **changes})
 
 
 # cpu: first 1,000 training images per class, 15 epochs, fp32 on this machine's CPU.

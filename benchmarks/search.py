@@ -112,8 +112,9 @@ def main() -> None:
         "goal_met",
     ]
     s = SCALES[args.scale]
+    sr = s.supernet_recipe()
     notes = (
-        f"One supernet ({s.epochs} epochs, spos, lr {s.lr * _cifar.SUPERNET_LR_FACTOR:g}), "
+        f"One supernet ({s.epochs} epochs, {sr.strategy}, lr {sr.lr:g}), "
         f"{trials} Optuna trials per search, budget = the baseline's latency measured on that "
         "target before the search. pick: the front arch with the best supernet validation "
         f"accuracy, retrained from scratch with the baselines' recipe ({s.epochs} epochs, "
@@ -127,9 +128,7 @@ def main() -> None:
         "trials": trials,
         "budgets_ms": _cifar.budgets(work, args.targets),
         "data": s.data.to_dict(),
-        "supernet_recipe": s.recipe(
-            strategy="spos", lr=s.lr * _cifar.SUPERNET_LR_FACTOR, eval_every=0
-        ).to_dict(),
+        "supernet_recipe": sr.to_dict(),
         "recipe": s.recipe().to_dict(),
         "rounds": args.rounds,
         "samples": {f"{t}/{m}": v for (t, m), v in samples.items()},

@@ -122,11 +122,13 @@ def main() -> None:
     tau_flops = kendall_tau([r["mflops"] for r in rows], [r["standalone_val_acc"] for r in rows])
     columns = list(rows[0])
     s = SCALES[args.scale]
+    sr = s.supernet_recipe()
     notes = (
         f"**Kendall tau, supernet estimate vs standalone validation accuracy: {tau:.3f}** over "
         f"{len(rows)} archs (vs standalone test accuracy: {tau_test:.3f}; FLOPs alone vs "
         f"standalone validation accuracy: {tau_flops:.3f}, the trivial ranking to beat). "
-        f"Supernet: {s.epochs} epochs spos; estimate after recalibrating BatchNorm on "
+        f"Supernet: {sr.epochs} epochs {sr.strategy}, lr {sr.lr:g}; estimate after "
+        "recalibrating BatchNorm on "
         f"{s.bn_batches} training batches. Standalone: {s.epochs} epochs, batch {s.batch_size}, "
         f"lr {s.lr}; spread archs drawn at FLOPs quantiles up to {max_flops / 1e6:.0f} MFLOPs."
     )

@@ -2,7 +2,7 @@
 
     python benchmarks/supernet_sharing.py --scale cpu
 
-Trains short single-path (spos) supernets, one per variant of the scale's search space,
+Trains short supernets with the shared recipe, one per variant of the scale's search space,
 with the same data, recipe and seed. In each variant some axes stay searchable and the
 rest are fixed to a reference arch (the choices nearest ShuffleNetV2 x1.0, at the
 smallest depth so the runs stay short):
@@ -96,12 +96,7 @@ def main() -> None:
     s = SCALES[args.scale]
     data = _cifar.data_of(args.scale)
     space = _cifar.space_for(args.scale, data)
-    recipe = s.recipe(
-        epochs=EPOCHS[args.scale],
-        strategy="spos",
-        lr=s.lr * _cifar.SUPERNET_LR_FACTOR,
-        eval_every=0,
-    )
+    recipe = s.supernet_recipe(epochs=EPOCHS[args.scale])
     reference = reference_values(space)
     rows: list[dict[str, Any]] = []
     for name, shared in VARIANTS.items():
@@ -142,7 +137,7 @@ def main() -> None:
     for row in rows:
         row["cost_points"] = 100 * (ceiling - row["mean_val_acc"])
     notes = (
-        f"Each supernet: {recipe.epochs} epochs spos, batch {recipe.batch_size}, lr "
+        f"Each supernet: {recipe.epochs} epochs {recipe.strategy}, batch {recipe.batch_size}, lr "
         f"{recipe.lr}, seed {recipe.seed}; sub-nets scored after recalibrating BatchNorm on "
         f"{s.bn_batches} training batches. `cost_points`: mean validation accuracy below "
         "the reference trained alone. Fixed axes at the reference: "

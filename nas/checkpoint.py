@@ -181,4 +181,11 @@ def supernet_from_checkpoint(payload: dict[str, Any]) -> Supernet:
     _check_supernet_layout(payload, "supernet checkpoint")
     net = Supernet(space_of(payload))
     _load_state(net, payload.get("state_dict"), "supernet")
+    norms = net.branch_norms()
+    if norms and all(not bn.weight.any() and not bn.bias.any() for bn in norms):
+        raise CheckpointError(
+            "supernet checkpoint has dead stride-1 branches (every branch's last BatchNorm "
+            "at scale 0 and shift 0: the zero init of earlier versions, under which those "
+            "branches never train): retrain it with python -m nas.train --space ..."
+        )
     return net.eval()

@@ -176,6 +176,20 @@ def test_supernet_sharing_ablation(tmp_path):
     assert again["rows"] == payload["rows"]
 
 
+@pytest.mark.slow
+def test_supernet_recipe_ab_separates_dead_from_live(tmp_path):
+    payload = _script(tmp_path, "supernet_recipe", "--work", tmp_path / "work")
+    rows = {r["variant"]: r for r in payload["rows"]}
+    dead = rows.pop("dead branches (old), spos lr 0.02")
+    # the control's stride-1 branches got no gradient in training; every live variant's did
+    assert dead["dead_tensors_max_after"] > 0
+    assert all(row["dead_tensors_max_after"] == 0 for row in rows.values())
+    # a larger branch scale, a larger gradient at initialisation (same seed, same batch)
+    live = rows["scale 0.1, spos lr 0.02"]["grad_norm_init_max"]
+    assert rows["scale 1, spos lr 0.1 clip 1"]["grad_norm_init_max"] > 2 * live
+    assert all(row["steps"] == 2 for row in payload["rows"])  # the tiny scale's steps
+
+
 def test_pipeline_benchmark_times_every_stage(tmp_path):
     """The script on a small config (tiny space, quick target; the stages themselves are
     tested in test_pipeline): stage times read back from the run, left-out stages named."""

@@ -98,3 +98,23 @@ def test_flops_grow_with_every_axis():
     ]
     for arch in bigger:
         assert count_flops(arch) > count_flops(base), arch.short_name()
+
+
+@pytest.mark.parametrize("space_name", ["shufflenetv2_cifar", "shufflenetv2_imagenet"])
+def test_flops_from_the_unit_shapes_equal_torchs_flop_counter(space_name):
+    import random
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nas import load_space
+
+    space = load_space(space_name)
+    rng = random.Random(0)
+    for arch in [space.min_arch, space.max_arch] + [space.sample(rng) for _ in range(8)]:
+        arch = arch.replace(resolution=arch.resolution + rng.choice((0, 1)))  # odd sizes too
+        with torch.device("meta"):
+            model = ShuffleNetV2(arch).eval()
+            x = torch.empty(1, arch.in_channels, arch.resolution, arch.resolution)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(x)
+        assert count_flops(arch) == counter.get_total_flops() // 2, arch.short_name()

@@ -86,7 +86,7 @@ class PipelineConfig:
     seed: int = 0
     device: str = "auto"
     supernet: TrainConfig = field(
-        default_factory=lambda: TrainConfig(epochs=8, strategy="spos", eval_every=0)
+        default_factory=lambda: TrainConfig.supernet(epochs=8, eval_every=0)
     )
     search: SearchStage = field(default_factory=SearchStage)
     baselines: BaselineStage | None = field(default_factory=BaselineStage)

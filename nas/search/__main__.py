@@ -76,12 +76,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=8,
         help="epochs of the supernet trained when none is given (default 8)",
     )
-    parser.add_argument("--supernet-strategy", default="spos", choices=("spos", "sandwich"))
+    from nas.train import STRATEGIES, SUPERNET_RECIPE
+
+    parser.add_argument(
+        "--supernet-strategy",
+        default=SUPERNET_RECIPE["strategy"],
+        choices=sorted(STRATEGIES),
+        help=f"how that supernet is trained (default {SUPERNET_RECIPE['strategy']})",
+    )
     parser.add_argument(
         "--supernet-lr",
         type=float,
-        default=0.02,
-        help="peak learning rate of that supernet (default 0.02)",
+        default=SUPERNET_RECIPE["lr"],
+        help=f"peak learning rate of that supernet (default {SUPERNET_RECIPE['lr']})",
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")

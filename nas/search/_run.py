@@ -36,7 +36,16 @@ from nas.search._evaluator import PROXIES, Evaluation, Evaluator
 from nas.search._pareto import hypervolume, pareto_front
 from nas.search._study import SAMPLERS, make_sampler, open_storage, open_study
 from nas.space import SearchSpace, load_space
-from nas.train import FINAL, STATE, TrainConfig, evaluate, fit_to_data, loader_for, train
+from nas.train import (
+    FINAL,
+    STATE,
+    SUPERNET_RECIPE,
+    TrainConfig,
+    evaluate,
+    fit_to_data,
+    loader_for,
+    train,
+)
 from nas.train import subnet_model as _subnet_model
 from nas.train._distributed import pick_device
 
@@ -80,11 +89,9 @@ class SearchOptions:
     finetune_epochs: int = 0
     bn_batches: int = 4
     supernet_epochs: int = 8
-    supernet_strategy: str = "spos"
-    # Measured on the default CIFAR space (spos, batch 128, embedded data): at 0.1 and 0.05
-    # the loss climbs above chance within 50 steps; at 0.02, 8 epochs reach validation
-    # accuracy 0.17 (largest sub-net) and 0.21 (smallest) against 0.10 chance.
-    supernet_lr: float = 0.02
+    # The shared supernet recipe (nas.train.SUPERNET_RECIPE) unless changed here.
+    supernet_strategy: str = SUPERNET_RECIPE["strategy"]
+    supernet_lr: float = SUPERNET_RECIPE["lr"]
     device: str = "auto"
     progress: bool = True
     # Archs (preset names, arch YAML paths or ArchConfigs) evaluated first when the study
@@ -253,7 +260,7 @@ def _supernet(ctx: _Context) -> Supernet:
         out = ctx.supernet_path.parent
         o = ctx.options
         # no validation pass here: the search evaluates sub-nets itself
-        config = TrainConfig(
+        config = TrainConfig.supernet(
             epochs=o.supernet_epochs,
             strategy=o.supernet_strategy,
             lr=o.supernet_lr,

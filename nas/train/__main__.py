@@ -10,13 +10,57 @@ Kill it at any time and run the same command with ``--resume`` to continue.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from nas._cli import ArgumentParser, run
-from nas.train._config import SCHEDULES, STRATEGIES, TrainConfig
+from nas.train._config import SCHEDULES, SUPERNET_RECIPE, TrainConfig
+from nas.train._strategies import STRATEGIES
+
+RECIPE_FIELDS = dataclasses.fields(TrainConfig)
+HELP = {
+    "lr": "peak learning rate",
+    "strategy": "supernet: which sub-nets each step trains",
+    "num_random": "supernet: random sub-nets per multi-path step",
+    "distill": "supernet: smaller sub-nets learn from the largest's output (off: labels)",
+    "width_warmup": "supernet: fraction of training with every sub-net at its largest width",
+    "branch_scale": "supernet: initial scale of the stride-1 branches (must be > 0)",
+    "grad_clip": "clip the gradient norm to this before each step",
+    "bn_batches": "training batches that re-estimate a sub-net's BatchNorm",
+    "steps_per_epoch": "cap on the steps of an epoch",
+    "eval_every": "epochs between validation passes (0: none)",
+    "checkpoint_minutes": "also save resume state mid-epoch this often",
+}
+CHOICES = {"schedule": SCHEDULES, "strategy": tuple(STRATEGIES)}
+
+
+def add_recipe_arguments(group: argparse._ArgumentGroup) -> None:
+    """One option per :class:`TrainConfig` field. Unset options take the standalone
+    defaults with ``--arch`` and the supernet recipe with ``--space``."""
+    standalone = TrainConfig()
+    for f in RECIPE_FIELDS:
+        flag = "--" + f.name.replace("_", "-")
+        default = getattr(standalone, f.name)
+        shown = f"default {default}"
+        if f.name in SUPERNET_RECIPE:
+            shown += f"; supernet {SUPERNET_RECIPE[f.name]}"
+        text = f"{HELP.get(f.name, f.name.replace('_', ' '))} ({shown})"
+        if isinstance(default, bool):
+            group.add_argument(
+                "--no-" + f.name.replace("_", "-"),
+                dest=f.name,
+                action="store_false",
+                default=argparse.SUPPRESS,
+                help=text,
+            )
+            continue
+        kind = {"int": int, "float": float, "str": str}[str(f.type).split("|")[0].strip()]
+        group.add_argument(
+            flag, type=kind, choices=CHOICES.get(f.name), default=argparse.SUPPRESS, help=text
+        )
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,7 +104,6 @@ def data_spec(args: argparse.Namespace):  # -> DataSpec
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    defaults = TrainConfig()
     parser = ArgumentParser(
         prog="python -m nas.train",
         description=__doc__,
@@ -76,36 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_data_arguments(parser)
-    recipe = parser.add_argument_group("recipe")
-    recipe.add_argument("--epochs", type=int, default=defaults.epochs)
-    recipe.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    recipe.add_argument("--lr", type=float, default=defaults.lr, help="peak learning rate")
-    recipe.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule)
-    recipe.add_argument("--warmup", type=float, default=defaults.warmup)
-    recipe.add_argument("--weight-decay", type=float, default=defaults.weight_decay)
-    recipe.add_argument("--label-smoothing", type=float, default=defaults.label_smoothing)
-    recipe.add_argument("--strategy", choices=STRATEGIES, default=defaults.strategy)
-    recipe.add_argument(
-        "--num-random",
-        type=int,
-        default=defaults.num_random,
-        help="random sub-nets per sandwich step",
-    )
-    recipe.add_argument(
-        "--no-distill",
-        action="store_true",
-        help="train smaller sub-nets on labels, not on the largest's output",
-    )
-    recipe.add_argument("--bn-batches", type=int, default=defaults.bn_batches)
-    recipe.add_argument("--steps-per-epoch", type=int)
-    recipe.add_argument("--eval-every", type=int, default=defaults.eval_every)
-    recipe.add_argument("--seed", type=int, default=defaults.seed)
-    recipe.add_argument(
-        "--checkpoint-minutes",
-        type=float,
-        default=defaults.checkpoint_minutes,
-        help="also save resume state mid-epoch this often",
-    )
+    add_recipe_arguments(parser.add_argument_group("recipe"))
     args = parser.parse_args(argv)
 
     from nas.data import load_data
@@ -114,23 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nas.train import train
 
     subject = load_space(args.space) if args.space else load_network(args.arch)
-    config = TrainConfig(
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        schedule=args.schedule,
-        warmup=args.warmup,
-        weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing,
-        strategy=args.strategy,
-        num_random=args.num_random,
-        distill=not args.no_distill,
-        seed=args.seed,
-        bn_batches=args.bn_batches,
-        eval_every=args.eval_every,
-        steps_per_epoch=args.steps_per_epoch,
-        checkpoint_minutes=args.checkpoint_minutes,
-    )
+    given = {f.name: getattr(args, f.name) for f in RECIPE_FIELDS if hasattr(args, f.name)}
+    config = TrainConfig.supernet(**given) if args.space else TrainConfig(**given)
     main_rank = os.environ.get("RANK", "0") == "0"
     name = f"supernet-{Path(args.space).stem}" if args.space else f"train-{Path(args.arch).stem}"
     out = args.out or Path("runs") / name

@@ -28,6 +28,7 @@ from nas.space import SearchSpace
 from nas.train import _distributed
 from nas.train._config import TrainConfig, lr_at
 from nas.train._evaluate import evaluate, loader_for, subnet_accuracy
+from nas.train._strategies import make_strategy
 
 FINAL = {"supernet": "supernet.pt", "model": "model.pt"}
 STATE = "train_state.pt"
@@ -122,8 +123,18 @@ class _Run:
         self.device = ctx.device
         self.cuda = self.device.type == "cuda"
         torch.manual_seed(config.seed)
+        self.strategy = (
+            make_strategy(
+                config.strategy,
+                self.subject,
+                num_random=config.num_random,
+                width_warmup=config.width_warmup,
+            )
+            if isinstance(self.subject, SearchSpace)
+            else None
+        )
         self.model: nn.Module = (
-            Supernet(self.subject)
+            Supernet(self.subject, branch_scale=config.branch_scale)
             if isinstance(self.subject, SearchSpace)
             else self.subject.build()
             if isinstance(self.subject, ReferenceNet)
@@ -335,21 +346,21 @@ class _Run:
             first_loss, first_logits = float(loss.detach()), logits.detach()
         else:
             first_loss, first_logits = self._supernet_step(x, y)
+        if self.config.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         return first_loss, int((first_logits.argmax(1) == y).sum())
 
     def _supernet_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
-        assert isinstance(self.subject, SearchSpace)
-        space, cfg = self.subject, self.config
+        """One step of the strategy's sub-nets; returns the first one's loss and logits."""
+        assert self.strategy is not None
+        cfg = self.config
         rng = random.Random(_mix(cfg.seed, self.ctx.rank, self.state.global_step))
-        if cfg.strategy == "sandwich":
-            archs = [space.max_arch, space.min_arch]
-            archs += [space.sample(rng) for _ in range(cfg.num_random)]
-        else:
-            archs = [space.sample(rng)]
+        draws = self.strategy.draw(rng, self.state.global_step / self.total_steps)
         soft: torch.Tensor | None = None
         first: tuple[float, torch.Tensor] | None = None
-        for i, arch in enumerate(archs):
+        for i, draw in enumerate(draws):
+            arch = draw.arch
             xi = (
                 x
                 if x.shape[-1] == arch.resolution
@@ -359,21 +370,21 @@ class _Run:
             )
             # gradients of all sub-nets accumulate locally and are all-reduced once, at the end
             sync = contextlib.nullcontext()
-            if self.ctx.enabled and i < len(archs) - 1:
+            if self.ctx.enabled and i < len(draws) - 1:
                 assert isinstance(self.net, nn.parallel.DistributedDataParallel)
                 sync = self.net.no_sync()  # type: ignore[assignment]
             with sync:
                 with self._autocast():
                     logits = self.net(xi, arch).float()
-                if soft is None or not cfg.distill:
+                if soft is None:  # labels, smoothed: regularisation stays on the teacher
                     loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                else:  # in-place distillation from the largest sub-net
+                else:  # in-place distillation from the step's teacher
                     loss = F.cross_entropy(logits, soft)
                 loss.backward()
             if first is None:
                 first = (float(loss.detach()), logits.detach())
-                if cfg.strategy == "sandwich" and cfg.distill:
-                    soft = logits.detach().softmax(1)
+            if draw.teacher and cfg.distill and soft is None:
+                soft = logits.detach().softmax(1)
         assert first is not None
         return first
 
