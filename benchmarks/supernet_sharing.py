@@ -7,7 +7,8 @@ with the same data, recipe and seed. In each variant some axes stay searchable a
 rest are fixed to a reference arch (the choices nearest ShuffleNetV2 x1.0, at the
 smallest depth so the runs stay short):
 
-    one arch         nothing shared: the reference trained alone (the ceiling)
+    one arch         nothing shared: the reference trained alone as a standalone
+                     ShuffleNetV2 with its own init and the standalone recipe (the ceiling)
     widths           per-stage widths shared
     split ratios     per-stage split ratios shared
     widths + ratios  both
@@ -32,14 +33,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cifar
-from _common import SCALES, publish
+from _common import SCALES, Scale, publish
 
 from nas import preset
 from nas._io import write_json_atomic
-from nas.arch import STAGE_NAMES
+from nas.arch import STAGE_NAMES, ArchConfig
 from nas.checkpoint import load_checkpoint, supernet_from_checkpoint
+from nas.data import DataSplits
 from nas.space import SearchSpace
-from nas.train import FINAL, LOG, STATE, subnet_accuracy, train
+from nas.train import FINAL, LOG, STATE, TrainConfig, subnet_accuracy, train
 
 SCORES = "subnet_scores.json"  # per variant: sub-net validation accuracy by arch hash
 EPOCHS = {"cpu": 3, "gpu": 5, "tiny": 1}
@@ -87,6 +89,42 @@ def _save_scores(out: Path, bn_batches: int, scores: dict[str, dict[str, float]]
     write_json_atomic(out / SCORES, {"bn_batches": bn_batches, "scores": scores})
 
 
+def _standalone(
+    arch: ArchConfig, data: DataSplits, s: Scale, epochs: int, out: Path
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The reference arch trained alone as a ``ShuffleNetV2`` (the standalone recipe at
+    the ablation's epochs), scored on the validation split."""
+    if not (out / FINAL["model"]).exists():
+        print(f"== one arch: training {arch.short_name()} alone into {out}")
+        recipe = s.recipe(epochs=epochs, eval_every=epochs)
+        train(arch, data, recipe, out, device=s.device, resume=(out / STATE).exists())
+    payload = load_checkpoint(out / FINAL["model"], kind="model")
+    return payload, {arch.hash: {"acc": payload["metrics"]["val_acc"]}}
+
+
+def _supernet_scores(
+    sub: SearchSpace,
+    archs: dict[str, ArchConfig],
+    data: DataSplits,
+    recipe: TrainConfig,
+    s: Scale,
+    out: Path,
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """A supernet over ``sub`` (trained once) and its scores of ``archs``."""
+    if not (out / FINAL["supernet"]).exists():
+        print(f"== training a supernet over {sub.size} archs into {out}")
+        (out / SCORES).unlink(missing_ok=True)  # scores of an earlier supernet
+        train(sub, data, recipe, out, device=s.device, resume=(out / STATE).exists())
+    payload = load_checkpoint(out / FINAL["supernet"], kind="supernet")
+    net = supernet_from_checkpoint(payload)
+    scores = _scores(out, s.bn_batches)
+    for arch_hash, arch in archs.items():
+        if arch_hash not in scores:
+            scores[arch_hash] = subnet_accuracy(net, arch, data, s.bn_batches, device=s.device)
+            _save_scores(out, s.bn_batches, scores)
+    return payload, scores
+
+
 def main() -> None:
     parser = _cifar.argument_parser(__doc__, searches=False)
     parser.add_argument("--subnets", type=int, default=8, help="sub-nets scored per variant")
@@ -102,20 +140,13 @@ def main() -> None:
     for name, shared in VARIANTS.items():
         sub = variant(space, reference, shared)
         out = args.work / name.replace(" + ", "-").replace(" ", "-")
-        if not (out / FINAL["supernet"]).exists():
-            print(f"== {name}: training a supernet over {sub.size} archs into {out}")
-            (out / SCORES).unlink(missing_ok=True)  # scores of an earlier supernet
-            train(sub, data, recipe, out, device=s.device, resume=(out / STATE).exists())
-        payload = load_checkpoint(out / FINAL["supernet"], kind="supernet")
-        net = supernet_from_checkpoint(payload)
-        last_epoch = json.loads((out / LOG).read_text().splitlines()[-1])
         rng = random.Random(0)
         archs = {a.hash: a for a in (sub.sample(rng) for _ in range(args.subnets))}
-        scores = _scores(out, s.bn_batches)
-        for arch_hash, arch in archs.items():
-            if arch_hash not in scores:
-                scores[arch_hash] = subnet_accuracy(net, arch, data, s.bn_batches, device=s.device)
-                _save_scores(out, s.bn_batches, scores)
+        if not shared:  # the ceiling: the reference arch as a standalone net, its own init
+            payload, scores = _standalone(sub.max_arch, data, s, recipe.epochs, out)
+        else:
+            payload, scores = _supernet_scores(sub, archs, data, recipe, s, out)
+        last_epoch = json.loads((out / LOG).read_text().splitlines()[-1])
         accs = [scores[h]["acc"] for h in archs]
         rows.append(
             {
@@ -139,7 +170,9 @@ def main() -> None:
     notes = (
         f"Each supernet: {recipe.epochs} epochs {recipe.strategy}, batch {recipe.batch_size}, lr "
         f"{recipe.lr}, seed {recipe.seed}; sub-nets scored after recalibrating BatchNorm on "
-        f"{s.bn_batches} training batches. `cost_points`: mean validation accuracy below "
+        f"{s.bn_batches} training batches. One arch: the reference trained alone as a "
+        f"standalone ShuffleNetV2 (its own init, lr {s.lr}, no clipping, same epochs). "
+        "`cost_points`: mean validation accuracy below "
         "the reference trained alone. Fixed axes at the reference: "
         + ", ".join(f"{k} {v}" for k, v in reference.items())
         + "."
