@@ -96,8 +96,8 @@ class TrainConfig:
 # Measured by benchmarks/supernet_recipe.py on the CIFAR space (cpu scale, 234 steps,
 # same seed; mean validation accuracy of 10 sub-nets): spos at lr 0.1 with the gradient
 # norm clipped to 1 reached 0.239, at lr 0.02 0.198; sandwich at 2.3x the wall time 0.110
-# (its 32-unit largest sub-net makes a step 6.6x dearer on a CPU and barely learns in 78
-# steps). The branch scale at 1 instead of 0.1: 0.147.
+# (four sub-nets a step, the 32-unit largest among them: 7.0x a spos step on a CPU; it
+# barely learns in 78 steps). The branch scale at 1 instead of 0.1: 0.147.
 SUPERNET_RECIPE: dict[str, Any] = {
     "strategy": "spos",
     "lr": 0.1,
