@@ -39,7 +39,7 @@ from nas._io import write_json_atomic
 from nas.arch import ArchConfig
 from nas.checkpoint import load_checkpoint, space_of, supernet_from_checkpoint
 from nas.latency import kendall_tau
-from nas.models import Supernet
+from nas.models import BRANCH_SCALE, Supernet
 from nas.space import SearchSpace
 from nas.train import FINAL, LOG, STATE, subnet_accuracy, train
 
@@ -97,12 +97,19 @@ def dead_tensors(net: Supernet, arch: ArchConfig, x: torch.Tensor, y: torch.Tens
     return sum(1 for p in model.parameters() if p.grad is None or not p.grad.any())
 
 
-def grad_norm_at_init(space: SearchSpace, scale: float, x: torch.Tensor, y: torch.Tensor) -> float:
-    torch.manual_seed(0)
-    net = Supernet(space, branch_scale=max(scale, 1e-12)).train()
+def initial_supernet(space: SearchSpace, scale: float, seed: int = 0) -> Supernet:
+    """A fresh supernet as ``train`` seeds it, branches at ``scale`` (0: the old dead init,
+    which ``Supernet`` itself refuses)."""
+    torch.manual_seed(seed)
+    net = Supernet(space, branch_scale=scale or BRANCH_SCALE)
     if scale == 0:
         for bn in net.branch_norms():
             torch.nn.init.zeros_(bn.weight)
+    return net
+
+
+def grad_norm_at_init(space: SearchSpace, scale: float, x: torch.Tensor, y: torch.Tensor) -> float:
+    net = initial_supernet(space, scale).train()
     F.cross_entropy(net(x, space.max_arch), y).backward()
     return float(torch.nn.utils.clip_grad_norm_(net.parameters(), float("inf")))
 
@@ -129,20 +136,15 @@ def main() -> None:
         if args.only and args.only not in name:
             continue
         epochs = args.epochs or (1 if args.scale == "tiny" else epochs)
-        recipe = s.recipe(epochs=epochs, eval_every=0, **changes)
+        recipe = s.recipe(
+            epochs=epochs, eval_every=0, branch_scale=scale or BRANCH_SCALE, **changes
+        )
         out = args.work / re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         if not (out / FINAL["supernet"]).exists():
             print(f"== {name}: {epochs} epochs into {out}", flush=True)
             (out / SCORES).unlink(missing_ok=True)
-            initial = None
-            if scale == 0:
-                torch.manual_seed(recipe.seed)
-                dead = Supernet(space, branch_scale=recipe.branch_scale)
-                for bn in dead.branch_norms():
-                    torch.nn.init.zeros_(bn.weight)
-                initial = dead.state_dict()
-            elif scale != recipe.branch_scale:
-                recipe = s.recipe(epochs=epochs, eval_every=0, branch_scale=scale, **changes)
+            # the dead control starts from zeroed branches; the others from train's own init
+            initial = initial_supernet(space, 0, recipe.seed).state_dict() if scale == 0 else None
             train(
                 space,
                 data,
