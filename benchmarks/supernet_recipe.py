@@ -1,4 +1,5 @@
-"""Supernet recipe A/B: branch liveness (init scale, clipping, lr) and training strategy.
+"""Supernet recipe A/B: branch liveness (init scale, clipping, lr), training strategy and
+weight layout (convs behind splits and shuffles matched to channels by id or by position).
 
     python benchmarks/supernet_recipe.py --scale cpu
 
@@ -9,7 +10,9 @@ standalone validation accuracies were measured by training each arch alone: stan
 training never used the supernet, so those figures stand whatever the supernet's init.
 Per variant: mean estimate, Kendall tau against standalone validation accuracy, the
 largest sub-net's gradient norm at initialisation, and how many parameter tensors the
-largest sub-net uses got an all-zero gradient at the end (dead ones).
+largest sub-net uses got an all-zero gradient at the end (dead ones), the supernet's
+parameter count, and (when a run trains more than one variant) the time of one spos step
+measured side by side, the variants' steps interleaved on the same sub-nets and batch.
 
 The control is the old init (every stride-1 branch's last BatchNorm scale at 0), given to
 the trainer as initial weights; the trainer itself refuses a zero scale. Variants run a
@@ -55,7 +58,13 @@ VARIANTS: dict[str, tuple[dict[str, Any], float, int]] = {
         0.1,
         1,
     ),
+    "scale 0.1, spos lr 0.1 clip 1, channels by position": (
+        {"strategy": "spos", "lr": 0.1, "grad_clip": 1.0, "channel_match": "position"},
+        0.1,
+        3,
+    ),
 }
+STEP_ROUNDS, STEPS_PER_ROUND = 5, 4
 
 
 def parse_short_name(name: str, space: SearchSpace) -> ArchConfig:
@@ -97,21 +106,54 @@ def dead_tensors(net: Supernet, arch: ArchConfig, x: torch.Tensor, y: torch.Tens
     return sum(1 for p in model.parameters() if p.grad is None or not p.grad.any())
 
 
-def initial_supernet(space: SearchSpace, scale: float, seed: int = 0) -> Supernet:
+def initial_supernet(
+    space: SearchSpace, scale: float, seed: int = 0, channel_match: str = "id"
+) -> Supernet:
     """A fresh supernet as ``train`` seeds it, branches at ``scale`` (0: the old dead init,
     which ``Supernet`` itself refuses)."""
     torch.manual_seed(seed)
-    net = Supernet(space, branch_scale=scale or BRANCH_SCALE)
+    net = Supernet(space, branch_scale=scale or BRANCH_SCALE, channel_match=channel_match)
     if scale == 0:
         for bn in net.branch_norms():
             torch.nn.init.zeros_(bn.weight)
     return net
 
 
-def grad_norm_at_init(space: SearchSpace, scale: float, x: torch.Tensor, y: torch.Tensor) -> float:
-    net = initial_supernet(space, scale).train()
+def grad_norm_at_init(
+    space: SearchSpace, scale: float, x: torch.Tensor, y: torch.Tensor, channel_match: str
+) -> float:
+    net = initial_supernet(space, scale, channel_match=channel_match).train()
     F.cross_entropy(net(x, space.max_arch), y).backward()
     return float(torch.nn.utils.clip_grad_norm_(net.parameters(), float("inf")))
+
+
+def step_seconds(nets: dict[str, Supernet], space: SearchSpace, batch: int) -> dict[str, float]:
+    """Median seconds of one spos step (forward, backward, clip, SGD with momentum and
+    weight decay) per net, the nets' steps interleaved round by round on the same sub-nets
+    and the same random batch, so machine drift hits every net alike."""
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(batch, space.max_arch.in_channels, 32, 32, generator=gen)
+    y = torch.randint(0, space.max_arch.num_classes, (batch,), generator=gen)
+    archs = [space.sample(i) for i in range(STEP_ROUNDS * STEPS_PER_ROUND)]
+    optimizers = {
+        name: torch.optim.SGD(
+            net.parameters(), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=5e-4
+        )
+        for name, net in nets.items()
+    }
+    times: dict[str, list[float]] = {name: [] for name in nets}
+    for r in range(STEP_ROUNDS + 1):  # round 0 warms up
+        for name, net in nets.items():
+            net.train()
+            for arch in archs[r % STEP_ROUNDS :: STEP_ROUNDS][:STEPS_PER_ROUND]:
+                start = time.perf_counter()
+                optimizers[name].zero_grad(set_to_none=True)
+                F.cross_entropy(net(x, arch), y).backward()
+                torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+                optimizers[name].step()
+                if r:
+                    times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -132,6 +174,7 @@ def main() -> None:
     x = torch.randn(16, space.max_arch.in_channels, 32, 32, generator=probe)
     y = torch.randint(0, space.max_arch.num_classes, (16,), generator=probe)
     rows: list[dict[str, Any]] = []
+    trained: dict[str, Supernet] = {}
     for name, (changes, scale, epochs) in VARIANTS.items():
         if args.only and args.only not in name:
             continue
@@ -160,6 +203,7 @@ def main() -> None:
             net.load_state_dict(payload["state_dict"])
         else:
             net = supernet_from_checkpoint(payload)
+        trained[name] = net
         kept = json.loads((out / SCORES).read_text()) if (out / SCORES).exists() else {}
         for ref in refs:
             arch = ref["arch"]
@@ -174,7 +218,10 @@ def main() -> None:
                 "variant": name,
                 "steps": json.loads((out / LOG).read_text().splitlines()[-1])["step"],
                 "train_s": round(payload["metrics"]["train_seconds"], 1),
-                "grad_norm_init_max": round(grad_norm_at_init(space, scale, x, y), 1),
+                "shared_params_M": round(sum(p.numel() for p in net.parameters()) / 1e6, 2),
+                "grad_norm_init_max": round(
+                    grad_norm_at_init(space, scale, x, y, recipe.channel_match), 1
+                ),
                 "dead_tensors_max_after": dead_tensors(net, space.max_arch, x, y),
                 "mean_val_acc": statistics.fmean(estimates),
                 "min_val_acc": min(estimates),
@@ -183,6 +230,10 @@ def main() -> None:
             }
         )
         print(rows[-1], flush=True)
+    if len(trained) > 1:
+        steps = step_seconds(trained, space, s.batch_size)
+        for row in rows:
+            row["step_s_side_by_side"] = round(steps[row["variant"]], 3)
     notes = (
         f"Data: the {args.scale} scale's training split, batch {s.batch_size}, one-cycle "
         "schedule over the steps shown (whole epochs), seed 0. Scored on "
@@ -191,7 +242,11 @@ def main() -> None:
         "standalone validation accuracy of the same archs. `grad_norm_init_max`: gradient "
         "norm of the largest sub-net at initialisation (16 random images); "
         "`dead_tensors_max_after`: parameter tensors of the largest sub-net with an "
-        "all-zero gradient after training."
+        "all-zero gradient after training. `shared_params_M`: parameters the supernet "
+        "holds (and SGD updates every step). `step_s_side_by_side`: median seconds of one "
+        f"spos step at batch {s.batch_size}, the variants interleaved over "
+        f"{STEP_ROUNDS} rounds of {STEPS_PER_ROUND} steps on the same sub-nets after "
+        "training (compare these, not train_s, which other load can inflate)."
     )
     extra = {"work": str(args.work), "wall_s": time.time() - started}
     result_name = "supernet_recipe" + suffix.replace("-", "_")

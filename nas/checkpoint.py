@@ -21,7 +21,14 @@ import torch
 
 from nas._errors import CheckpointError, ConfigError
 from nas.arch import ArchConfig
-from nas.models import SUPERNET_LAYOUT, ModelLayout, ReferenceNet, ShuffleNetV2, Supernet
+from nas.models import (
+    CHANNEL_MATCHES,
+    SUPERNET_LAYOUT,
+    ModelLayout,
+    ReferenceNet,
+    ShuffleNetV2,
+    Supernet,
+)
 from nas.space import SearchSpace
 
 FORMAT = "shufflenas-checkpoint-v1"
@@ -179,7 +186,13 @@ def network_from_checkpoint(payload: dict[str, Any]) -> torch.nn.Module:
 def supernet_from_checkpoint(payload: dict[str, Any]) -> Supernet:
     """The supernet of a ``supernet`` checkpoint, weights loaded, in eval mode."""
     _check_supernet_layout(payload, "supernet checkpoint")
-    net = Supernet(space_of(payload))
+    match = payload.get("channel_match", "id")
+    if match not in CHANNEL_MATCHES:
+        raise CheckpointError(
+            f"supernet checkpoint matches channels by {match!r}, this version knows "
+            f"{' and '.join(CHANNEL_MATCHES)}: retrain it with python -m nas.train --space ..."
+        )
+    net = Supernet(space_of(payload), channel_match=match)
     _load_state(net, payload.get("state_dict"), "supernet")
     norms = net.branch_norms()
     if norms and all(not bn.weight.any() and not bn.bias.any() for bn in norms):

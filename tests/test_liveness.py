@@ -20,7 +20,7 @@ import search_spaces
 from nas import ConfigError, Supernet, load_space
 from nas.checkpoint import load_checkpoint, supernet_from_checkpoint
 from nas.data import load_data
-from nas.models import SUPERNET_LAYOUT
+from nas.models import CHANNEL_MATCHES, SUPERNET_LAYOUT
 from nas.space import SearchSpace
 from nas.train import TrainConfig, train
 
@@ -54,11 +54,20 @@ FLAT_BY_CONSTRUCTION = ("branch1.1.bias", "branch2.4.bias")
 # The scale of the BatchNorm before ReLU -> depthwise -> BatchNorm: while its shift is 0
 # (at initialisation) ReLU is positively homogeneous and the second BatchNorm undoes any
 # per-channel scale, so its gradient is 0 up to rounding; it trains once the shift moves.
+# After training, a row whose shift is still within SHIFT_AT_INIT of 0 is in that regime
+# (its gradient, proportional to the shift, can round to exactly 0); every other row must
+# have a gradient.
 FLAT_AT_INIT = ("branch2.1.weight",)
+SHIFT_AT_INIT = 1e-4
 
 
-def dead_rows(model: nn.Module, at_init: bool = False) -> dict[str, int]:
-    """Parameter -> number of rows (entries along dim 0) whose gradient is all zero."""
+def dead_rows(
+    model: nn.Module, at_init: bool = False, values: nn.Module | None = None
+) -> dict[str, int]:
+    """Parameter -> number of rows (entries along dim 0) whose gradient is all zero.
+    ``values``: the model holding the parameter values (default ``model``), read for the
+    shifts of FLAT_AT_INIT rows after training."""
+    values = model if values is None else values
     flat = FLAT_BY_CONSTRUCTION + (FLAT_AT_INIT if at_init else ())
     dead = {}
     for name, p in model.named_parameters():
@@ -67,9 +76,12 @@ def dead_rows(model: nn.Module, at_init: bool = False) -> dict[str, int]:
         if p.grad is None:
             dead[name] = p.shape[0]
             continue
-        zero = int((p.grad.reshape(p.shape[0], -1).abs().sum(1) == 0).sum())
-        if zero:
-            dead[name] = zero
+        zero = p.grad.reshape(p.shape[0], -1).abs().sum(1) == 0
+        if name.endswith(FLAT_AT_INIT):
+            shift = values.get_parameter(name.removesuffix("weight") + "bias")
+            zero &= shift.detach().abs() >= SHIFT_AT_INIT
+        if int(zero.sum()):
+            dead[name] = int(zero.sum())
     return dead
 
 
@@ -96,17 +108,19 @@ def check_live(net: Supernet, archs, at_init: bool = False) -> None:
         x, y = _batch(arch)
         net.zero_grad(set_to_none=True)
         F.cross_entropy(net(x, arch), y).backward()
-        assert dead_rows(subnet_gradients(net, arch), at_init) == {}, arch.short_name()
+        values = net.extract(arch)
+        assert dead_rows(subnet_gradients(net, arch), at_init, values) == {}, arch.short_name()
         model = net.extract(arch).train()  # the extracted model is as alive
         F.cross_entropy(model(x), y).backward()
         assert dead_rows(model, at_init) == {}, arch.short_name()
 
 
+@pytest.mark.parametrize("channel_match", CHANNEL_MATCHES)
 @pytest.mark.parametrize("space_name", SPACES)
-def test_every_used_parameter_gets_a_gradient_at_init(space_name):
+def test_every_used_parameter_gets_a_gradient_at_init(space_name, channel_match):
     torch.manual_seed(0)
     space = load_space(space_name)
-    check_live(Supernet(space), _archs(space), at_init=True)
+    check_live(Supernet(space, channel_match=channel_match), _archs(space), at_init=True)
 
 
 def test_a_dead_branch_is_caught():
@@ -154,11 +168,15 @@ def test_a_zero_branch_scale_is_refused():
         TrainConfig(branch_scale=0.0)
 
 
-@pytest.mark.parametrize("space_name", SPACES)
-def test_after_training_every_branch_changed_and_stays_alive(space_name, tmp_path):
+@pytest.mark.parametrize(
+    "space_name, channel_match",
+    [(name, "id") for name in SPACES] + [(TINY_SPACE, "position")],
+)
+def test_after_training_every_branch_changed_and_stays_alive(space_name, channel_match, tmp_path):
     """A few supernet steps with the shared recipe: every stride-1 branch's weights moved
     from their initial values, and every parameter the sub-nets use still gets a
-    gradient, in the supernet and in the extracted models."""
+    gradient, in the supernet and in the extracted models. The checkpoint rebuilds the
+    supernet with the channel matching it was trained with."""
     space = load_space(space_name)
     size = min(space.max_arch.resolution, 64)
     if size < space.max_arch.resolution:  # the ImageNet space, at a size CI can afford
@@ -166,12 +184,20 @@ def test_after_training_every_branch_changed_and_stays_alive(space_name, tmp_pat
     data = load_data(f"synthetic:classes=3,size={size},train=16,test=4")
     # sandwich: the largest sub-net, which uses every unit, trains at every step
     config = TrainConfig.supernet(
-        strategy="sandwich", epochs=1, batch_size=4, steps_per_epoch=3, eval_every=0
+        strategy="sandwich",
+        epochs=1,
+        batch_size=4,
+        steps_per_epoch=3,
+        eval_every=0,
+        channel_match=channel_match,
     )
     train(space, data, config, tmp_path, progress=False, log=lambda _: None)
     net = supernet_from_checkpoint(load_checkpoint(tmp_path / "supernet.pt", kind="supernet"))
+    assert net.channel_match == channel_match
     torch.manual_seed(config.seed)  # the trainer's initialisation, for the comparison
-    initial = Supernet(net.space, branch_scale=config.branch_scale).state_dict()
+    initial = Supernet(
+        net.space, branch_scale=config.branch_scale, channel_match=channel_match
+    ).state_dict()
     for stage_name in ("stage2", "stage3", "stage4"):
         for i, unit in enumerate(getattr(net, stage_name)):
             for name, p in unit.branch2.named_parameters():

@@ -12,17 +12,22 @@ from hypothesis import strategies as st
 import search_spaces
 from nas import ArchConfig, ConfigError, ShuffleNetV2, Supernet, load_space
 from nas.arch import STAGE_NAMES, split_channels
-from nas.models import channel_shuffle
+from nas.models import CHANNEL_MATCHES, channel_shuffle
 
-from .conftest import randomize_bn
+from .conftest import TINY_SPACE, randomize_bn
 
 SPACES = search_spaces.available()
 
 
-@pytest.fixture(scope="module", params=SPACES)
+@pytest.fixture(
+    scope="module",
+    params=[(space, match) for space in SPACES for match in CHANNEL_MATCHES],
+    ids=lambda p: "-".join(p),
+)
 def supernet(request):
     torch.manual_seed(0)
-    net = Supernet(load_space(request.param))
+    space, match = request.param
+    net = Supernet(load_space(space), channel_match=match)
     randomize_bn(net)
     return net.eval()
 
@@ -234,3 +239,36 @@ def test_small_branch_scale_tames_the_deepest_subnets_gradients():
         for bn in net.branch_norms()
     )
     assert len(net.branch_norms()) == sum(r - 1 for r in space.max_arch.repeats)
+
+
+def test_matching_by_position_shares_far_fewer_weights():
+    space = load_space("shufflenetv2_cifar")
+    by_id, by_position = (Supernet(space, channel_match=m) for m in ("id", "position"))
+    assert by_position.gathered(space.max_arch) == {}
+    largest = sum(p.numel() for p in by_id.extract(space.max_arch).parameters())
+    counts = [sum(p.numel() for p in net.parameters()) for net in (by_id, by_position)]
+    assert counts[1] < counts[0] / 2  # ~63M by id
+    assert largest <= counts[1]  # the position layout still holds the largest sub-net
+    with pytest.raises(ConfigError, match="unknown channel_match 'rows'"):
+        Supernet(space, channel_match="rows")
+
+
+def test_a_checkpoint_rebuilds_its_channel_matching():
+    from nas import CheckpointError
+    from nas.checkpoint import supernet_from_checkpoint
+    from nas.models import SUPERNET_LAYOUT
+
+    space = load_space(TINY_SPACE)
+    net = Supernet(space, channel_match="position")
+    payload = {
+        "kind": "supernet",
+        "space": space.to_dict(),
+        "state_dict": net.state_dict(),
+        "supernet_layout": SUPERNET_LAYOUT,
+        "channel_match": "position",
+    }
+    assert supernet_from_checkpoint(payload).channel_match == "position"
+    with pytest.raises(CheckpointError, match="weights do not fit"):  # read as by id
+        supernet_from_checkpoint({**payload, "channel_match": "id"})
+    with pytest.raises(CheckpointError, match="matches channels by 'rows'"):
+        supernet_from_checkpoint({**payload, "channel_match": "rows"})

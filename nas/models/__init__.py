@@ -5,10 +5,11 @@ from nas.models._cost import count_flops, count_model, count_params
 from nas.models._layout import ModelLayout, UnitLayout
 from nas.models._reference import REFERENCE_NETS, ReferenceNet, load_network
 from nas.models._shufflenetv2 import ShuffleNetV2
-from nas.models._supernet import BRANCH_SCALE, SUPERNET_LAYOUT, Supernet
+from nas.models._supernet import BRANCH_SCALE, CHANNEL_MATCHES, SUPERNET_LAYOUT, Supernet
 
 __all__ = [
     "BRANCH_SCALE",
+    "CHANNEL_MATCHES",
     "REFERENCE_NETS",
     "SUPERNET_LAYOUT",
     "ModelLayout",

@@ -21,6 +21,9 @@ from nas.space import SearchSpace
 SUPERNET_LAYOUT = 3
 # Initial scale of every stride-1 branch's last BatchNorm (see Supernet.scale_branches).
 BRANCH_SCALE = 0.1
+# How a conv that reads channels coming through splits and shuffles finds its weight entry
+# per input channel (see Supernet): by the channel's id (layout v3), or by its position.
+CHANNEL_MATCHES = ("id", "position")
 
 
 def _pointwise(in_channels: int, out_channels: int) -> DynamicConv2d:
@@ -49,13 +52,21 @@ def shuffle_ids(ids: Tensor) -> Tensor:
     return ids.view(2, -1).t().reshape(-1)
 
 
+def _check_channel_match(channel_match: str) -> None:
+    if channel_match not in CHANNEL_MATCHES:
+        raise ConfigError(
+            f"unknown channel_match {channel_match!r}: choose {' or '.join(CHANNEL_MATCHES)}"
+        )
+
+
 class _SuperUnit(nn.Module):
     """A ``ShuffleUnit`` sized for the largest choices, run at any smaller choice.
 
     ``in_ids``: how many channel ids can reach the unit's input (its input convs have a
     weight entry per id); ``in_max``: the most input channels a sub-net feeds them.
     ``first_id``: the id of the first channel the unit's main branch makes; a stride-2
-    unit's shortcut branch makes ids ``[0, other)``.
+    unit's shortcut branch makes ids ``[0, other)``. Channels matched by position: ``ids``
+    is ``None`` throughout and ``in_ids == in_max``.
     """
 
     def __init__(
@@ -101,11 +112,11 @@ class _SuperUnit(nn.Module):
         return ids, shuffle_ids(torch.cat((torch.arange(other, device=ids.device), made)))
 
     def forward(
-        self, x: Tensor, ids: Tensor, out_channels: int, ratio: float, kernel: int
-    ) -> tuple[Tensor, Tensor]:
-        """The unit's output and the ids of its channels."""
+        self, x: Tensor, ids: Tensor | None, out_channels: int, ratio: float, kernel: int
+    ) -> tuple[Tensor, Tensor | None]:
+        """The unit's output and the ids of its channels (``None``: matched by position)."""
         other, branch = split_channels(out_channels, ratio)
-        branch_ids, out_ids = self.wiring(ids, out_channels, ratio)
+        branch_ids, out_ids = (None, None) if ids is None else self.wiring(ids, out_channels, ratio)
         if self.stride == 1:
             main = self._main(x[:, other:], branch_ids, branch, kernel)
             out = torch.cat((x[:, :other], main), dim=1)
@@ -115,7 +126,7 @@ class _SuperUnit(nn.Module):
             out = torch.cat((short, self._main(x, ids, branch, kernel)), dim=1)
         return channel_shuffle(out, 2), out_ids
 
-    def _main(self, x: Tensor, ids: Tensor, branch: int, kernel: int) -> Tensor:
+    def _main(self, x: Tensor, ids: Tensor | None, branch: int, kernel: int) -> Tensor:
         pw_in, bn_in, relu_in, dw, bn_dw, pw_out, bn_out, relu_out = self.branch2
         x = relu_in(bn_in(pw_in(x, branch, None, ids)))
         return relu_out(bn_out(pw_out(bn_dw(dw(x, None, kernel)), branch)))
@@ -140,6 +151,10 @@ class Supernet(nn.Module):
     is exact only at split ratio 0.5 and one width: elsewhere the shuffle after the concat
     moves features, and one weight column reads a different feature in each sub-net.)
 
+    ``channel_match="position"`` is the cheaper alternative, for comparison: those convs
+    read their first entries, as plain slicing does (far fewer shared weights: one entry
+    per input position instead of one per id that can reach the conv).
+
     BatchNorm: affine parameters and running statistics are shared by slicing as well. In
     training mode each sub-net normalises with its own batch statistics; the shared running
     statistics are a blend over every sub-net trained, so before a sub-net is evaluated its
@@ -147,9 +162,13 @@ class Supernet(nn.Module):
     extracted model), which is what search and evaluation do.
     """
 
-    def __init__(self, space: SearchSpace, branch_scale: float = BRANCH_SCALE) -> None:
+    def __init__(
+        self, space: SearchSpace, branch_scale: float = BRANCH_SCALE, channel_match: str = "id"
+    ) -> None:
         super().__init__()
-        self.space = space
+        _check_channel_match(channel_match)
+        self.space, self.channel_match = space, channel_match
+        by_id = channel_match == "id"
         top = space.max_arch
         c = space.choices
         self.conv1 = nn.Sequential(
@@ -184,10 +203,19 @@ class Supernet(nn.Module):
             for i in range(1, top.repeats[s]):
                 made = other_max + i * branch_max  # ids the units before this one make
                 units.append(
-                    _SuperUnit(made, branch_max, other_max, branch_max, 1, kernel_max, made)
+                    _SuperUnit(
+                        made if by_id else branch_max,
+                        branch_max,
+                        other_max,
+                        branch_max,
+                        1,
+                        kernel_max,
+                        made,
+                    )
                 )
             setattr(self, name, nn.Sequential(*units))
-            in_ids, in_max = other_max + top.repeats[s] * branch_max, top.widths[s]
+            in_max = top.widths[s]
+            in_ids = other_max + top.repeats[s] * branch_max if by_id else in_max
         self.conv5 = nn.Sequential(
             _read_by_id(_pointwise(in_ids, top.last_channels), in_max),
             DynamicBatchNorm2d(top.last_channels),
@@ -234,7 +262,11 @@ class Supernet(nn.Module):
             self.space.check(arch)
         conv, bn, relu = self.conv1
         x = self.maxpool(relu(bn(conv(x, arch.stem_channels))))
-        ids = torch.arange(arch.stem_channels, device=x.device)
+        ids = (
+            torch.arange(arch.stem_channels, device=x.device)
+            if self.channel_match == "id"
+            else None
+        )
         for s, name in enumerate(STAGE_NAMES):
             stage: nn.Sequential = getattr(self, name)
             for unit in stage[: arch.repeats[s]]:
@@ -245,9 +277,12 @@ class Supernet(nn.Module):
 
     def gathered(self, arch: ArchConfig) -> dict[str, tuple[int, Tensor]]:
         """The weights ``arch`` gathers by channel id: parameter or buffer name ->
-        (dimension, the ids of the sub-net's channels in input order)."""
+        (dimension, the ids of the sub-net's channels in input order). Empty when channels
+        are matched by position."""
         self.space.check(arch)
         index: dict[str, tuple[int, Tensor]] = {}
+        if self.channel_match == "position":
+            return index
         ids = torch.arange(arch.stem_channels, device=self.fc.weight.device)
         for s, name in enumerate(STAGE_NAMES):
             for i, unit in enumerate(getattr(self, name)[: arch.repeats[s]]):

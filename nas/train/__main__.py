@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nas._cli import ArgumentParser, run
+from nas.models import CHANNEL_MATCHES
 from nas.train._config import SCHEDULES, SUPERNET_RECIPE, TrainConfig
 from nas.train._strategies import STRATEGIES
 
@@ -28,13 +29,19 @@ HELP = {
     "distill": "supernet: smaller sub-nets learn from the largest's output (off: labels)",
     "width_warmup": "supernet: fraction of training with every sub-net at its largest width",
     "branch_scale": "supernet: initial scale of the stride-1 branches (must be > 0)",
+    "channel_match": "supernet: convs behind splits and shuffles share weights by channel "
+    "id or by position",
     "grad_clip": "clip the gradient norm to this before each step",
     "bn_batches": "training batches that re-estimate a sub-net's BatchNorm",
     "steps_per_epoch": "cap on the steps of an epoch",
     "eval_every": "epochs between validation passes (0: none)",
     "checkpoint_minutes": "also save resume state mid-epoch this often",
 }
-CHOICES = {"schedule": SCHEDULES, "strategy": tuple(STRATEGIES)}
+CHOICES = {
+    "schedule": SCHEDULES,
+    "strategy": tuple(STRATEGIES),
+    "channel_match": CHANNEL_MATCHES,
+}
 
 
 def add_recipe_arguments(group: argparse._ArgumentGroup) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas._errors import ConfigError
-from nas.models import BRANCH_SCALE
+from nas.models import BRANCH_SCALE, CHANNEL_MATCHES
 from nas.train._strategies import STRATEGIES
 
 SCHEDULES = ("onecycle", "cosine")
@@ -21,8 +21,10 @@ class TrainConfig:
     Supernet only: ``strategy`` names a registered :class:`~nas.train.Strategy` (which
     sub-nets a step trains; ``num_random``, ``distill`` and ``width_warmup`` tune it),
     ``branch_scale`` the initial scale of the stride-1 branches (see
-    :meth:`nas.models.Supernet.scale_branches`). ``grad_clip``: the gradient norm is
-    clipped to it before each step (off by default; :meth:`supernet` turns it on).
+    :meth:`nas.models.Supernet.scale_branches`), ``channel_match`` how convs behind
+    splits and shuffles share weights (see :class:`~nas.models.Supernet`).
+    ``grad_clip``: the gradient norm is clipped to it before each step (off by default;
+    :meth:`supernet` turns it on).
     The defaults are a standalone recipe; :meth:`supernet` gives the supernet recipe that
     ``nas.train --space``, ``nas.search`` and the pipeline share.
     """
@@ -40,6 +42,7 @@ class TrainConfig:
     distill: bool = True
     width_warmup: float = 0.0  # fraction of training with every stage at its largest width
     branch_scale: float = BRANCH_SCALE
+    channel_match: str = "id"
     grad_clip: float | None = None
     seed: int = 0
     bn_batches: int = 8  # batches used to re-estimate BatchNorm statistics of a sub-net
@@ -64,6 +67,11 @@ class TrainConfig:
             raise ConfigError(
                 f"branch_scale must be a positive number, got {self.branch_scale}: at 0 a "
                 "branch's ReLU passes no gradient and the branch never trains"
+            )
+        if self.channel_match not in CHANNEL_MATCHES:
+            raise ConfigError(
+                f"unknown channel_match {self.channel_match!r}: "
+                f"choose {' or '.join(CHANNEL_MATCHES)}"
             )
         if self.grad_clip is not None and not (
             self.grad_clip > 0 and math.isfinite(self.grad_clip)

@@ -134,7 +134,11 @@ class _Run:
             else None
         )
         self.model: nn.Module = (
-            Supernet(self.subject, branch_scale=config.branch_scale)
+            Supernet(
+                self.subject,
+                branch_scale=config.branch_scale,
+                channel_match=config.channel_match,
+            )
             if isinstance(self.subject, SearchSpace)
             else self.subject.build()
             if isinstance(self.subject, ReferenceNet)
@@ -191,6 +195,7 @@ class _Run:
         if isinstance(self.subject, SearchSpace):
             ident["space"] = self.subject.to_dict()
             ident["supernet_layout"] = SUPERNET_LAYOUT
+            ident["channel_match"] = self.config.channel_match
         elif isinstance(self.subject, ReferenceNet):
             ident["network"] = self.subject.to_dict()
         else:
