@@ -98,3 +98,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
         log=lambda _: None,
     )
     return out / "model.pt"
+
+
+@pytest.fixture(scope="session")
+def fast_target(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A torch eager target with few repeats: latency measured fast, not precisely."""
+    from nas.latency import HardwareTarget
+
+    path = tmp_path_factory.mktemp("target") / "fast-torch.yaml"
+    HardwareTarget("fast-torch", "torch", warmup=2, repeats=10, max_cv=0.5, retries=0).to_yaml(path)
+    return path

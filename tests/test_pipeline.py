@@ -39,6 +39,7 @@ def _config(root: Path) -> dict:
         "target": str(torch_target),
         "supernet": {"epochs": 1, "steps_per_epoch": 3, "batch_size": 32},
         "search": {"latency_budget": "50ms", "trials": 3, "bn_batches": 1, "sampler": "random"},
+        "final": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32},
         "baselines": {
             "models": ["shufflenet_v2_x0_5_cifar", "mobilenet_v3_small_cifar"],
             "train": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 32},
@@ -74,6 +75,7 @@ def test_pipeline_runs_every_stage_and_the_report_matches_the_run(pipeline_run):
 
     # the searched front: the report's numbers are the run's
     front = pd.read_csv(run / "pareto.csv")
+    assert set(front.training) == {"scratch, 1 epochs"}  # the final stage trained the front
     shown = results[results.role == "front"]
     for row in front.itertuples():
         mine = shown[shown.name == row.arch_hash]

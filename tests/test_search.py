@@ -18,7 +18,6 @@ import pytest
 from nas import ArchConfig, load_space
 from nas.checkpoint import load_checkpoint, model_from_checkpoint
 from nas.data import DataSpec, load_data
-from nas.latency import HardwareTarget
 from nas.search import SearchOptions, dominates, hypervolume, pareto_front, run_search
 from nas.train import evaluate, loader_for
 
@@ -67,13 +66,6 @@ def test_hypervolume_matches_brute_force():
 
 
 # -- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def fast_target(tmp_path_factory):
-    path = tmp_path_factory.mktemp("target") / "fast-torch.yaml"
-    HardwareTarget("fast-torch", "torch", warmup=2, repeats=10, max_cv=0.5, retries=0).to_yaml(path)
-    return path
 
 
 def _options(tmp_path, supernet, target, **kw) -> SearchOptions:
@@ -519,7 +511,7 @@ def test_main_command_end_to_end(tmp_path, fast_target):
 
 
 def test_a_chance_level_supernet_is_called_out():
-    from nas.search._run import chance_warning
+    from nas.search._summary import chance_warning
 
     rows = [{"val_acc_supernet": 0.12}, {"val_acc_supernet": 0.09}]
     warning = chance_warning(rows, num_classes=10)

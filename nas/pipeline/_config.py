@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from nas._errors import ConfigError, NasError
 from nas._yaml import read_yaml_mapping
 from nas.data import DataSpec
+from nas.final import FinalTraining
 from nas.latency import parse_latency
 from nas.train import TrainConfig
 
@@ -24,7 +25,6 @@ class SearchStage:
     sampler: str = "nsga2"
     proxy: str = "measured"
     bn_batches: int = 4
-    finetune_epochs: int = 0  # fine-tune each exported Pareto model from its supernet weights
 
     @property
     def budget_ms(self) -> float:
@@ -89,6 +89,7 @@ class PipelineConfig:
         default_factory=lambda: TrainConfig.supernet(epochs=8, eval_every=0)
     )
     search: SearchStage = field(default_factory=SearchStage)
+    final: FinalTraining | None = field(default_factory=FinalTraining)
     baselines: BaselineStage | None = field(default_factory=BaselineStage)
     prune: PruneStage | None = field(default_factory=PruneStage)
     quantize: QuantizeStage | None = field(default_factory=QuantizeStage)
@@ -153,7 +154,7 @@ def load_pipeline(path: str | os.PathLike[str]) -> PipelineConfig:
     except NasError as exc:
         raise ConfigError(f"search.latency_budget: {exc}") from None
     values["search"] = search
-    for key, cls in (("prune", PruneStage), ("quantize", QuantizeStage)):
+    for key, cls in (("final", FinalTraining), ("prune", PruneStage), ("quantize", QuantizeStage)):
         values[key] = (
             None if key in raw and raw[key] is None else _section(cls, raw.get(key) or {}, key)
         )

@@ -1,4 +1,5 @@
-"""``run_pipeline``: supernet, search (+ fine-tuning), baselines, pruning, int8, report.
+"""``run_pipeline``: supernet, search, final training of the front, baselines, pruning,
+int8, report.
 
 Every stage writes into the run directory and is skipped when its finished output is
 already there; an interrupted stage resumes (training from its resume state, the search
@@ -7,6 +8,7 @@ from its study), so running the same command again continues a killed pipeline.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -26,7 +28,7 @@ from nas.space import load_space
 from nas.train import FINAL, STATE, TrainConfig, fit_to_data, train
 from nas.train._distributed import pick_device
 
-STAGES = ("supernet", "search", "baselines", "prune", "quantize", "report")
+STAGES = ("supernet", "search", "final", "baselines", "prune", "quantize", "report")
 RECORD = "pipeline.json"
 
 
@@ -45,6 +47,7 @@ def run_pipeline(
     stages: list[tuple[str, Callable[[], bool]]] = [
         ("supernet", lambda: _supernet(config, progress, log)),
         ("search", lambda: _search(config, progress, log)),
+        ("final", lambda: _final(config, progress, log)),
         ("baselines", lambda: _baselines(config, progress, log)),
         ("prune", lambda: _prune(config, progress, log)),
         ("quantize", lambda: _quantize(config, progress, log)),
@@ -54,6 +57,7 @@ def run_pipeline(
     left_out = {
         name
         for name, section in (
+            ("final", config.final),
             ("baselines", config.baselines),
             ("prune", config.prune),
             ("quantize", config.quantize),
@@ -171,13 +175,27 @@ def _search(config: PipelineConfig, progress: bool, log: Callable[[str], None]) 
             run=config.run,
             proxy=s.proxy,
             seed=config.seed,
-            finetune_epochs=s.finetune_epochs,
             bn_batches=s.bn_batches,
             device=config.device,
             progress=progress,
         ),
         log=log,
     )
+    return True
+
+
+def _final(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -> bool:
+    """The front trained with ``config.final`` and exported again (the search continued
+    from its run, no new trials)."""
+    from nas.search import SearchOptions, run_search
+
+    if config.final is None:
+        return False
+    done = json.loads((config.run / "summary.json").read_text())
+    if done.get("options", {}).get("final") == config.final.to_dict():
+        return False
+    options = SearchOptions.of_run(config.run)
+    run_search(dataclasses.replace(options, final=config.final, progress=progress), log=log)
     return True
 
 

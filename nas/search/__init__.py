@@ -1,8 +1,9 @@
 """Search: Optuna over a space, accuracy from the supernet, latency measured on a target."""
 
 from nas.search._evaluator import PROXIES, Evaluation, Evaluator
+from nas.search._options import SearchOptions, default_study_name
 from nas.search._pareto import dominates, hypervolume, pareto_front
-from nas.search._run import SearchOptions, default_study_name, run_search
+from nas.search._run import run_search
 from nas.search._study import SAMPLERS, mask_url, open_storage
 
 __all__ = [

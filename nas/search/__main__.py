@@ -59,12 +59,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="evaluate this arch (preset or arch YAML) first; repeatable",
     )
     parser.add_argument(
-        "--finetune-epochs",
-        type=int,
-        default=0,
-        help="fine-tune each exported Pareto model this many epochs",
-    )
-    parser.add_argument(
         "--bn-batches",
         type=int,
         default=4,
@@ -92,8 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
+    from nas.final import add_final_arguments, final_from_args
     from nas.train.__main__ import add_data_arguments, data_spec
 
+    # off by default: the front is exported with its supernet weights unless asked
+    add_final_arguments(parser, prefix="final-", epochs_default=0)
     add_data_arguments(parser)
     parser.set_defaults(data=None)
     args = parser.parse_args(argv)
@@ -115,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run=args.run,
         proxy=args.proxy,
         seed=args.seed,
-        finetune_epochs=args.finetune_epochs,
+        final=final_from_args(args),
         bn_batches=args.bn_batches,
         supernet_epochs=args.supernet_epochs,
         supernet_strategy=args.supernet_strategy,

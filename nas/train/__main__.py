@@ -32,6 +32,7 @@ HELP = {
     "channel_match": "supernet: convs behind splits and shuffles share weights by channel "
     "id or by position",
     "grad_clip": "clip the gradient norm to this before each step",
+    "kd_ratio": "weight of a teacher's soft targets (final training with distillation)",
     "bn_batches": "training batches that re-estimate a sub-net's BatchNorm",
     "steps_per_epoch": "cap on the steps of an epoch",
     "eval_every": "epochs between validation passes (0: none)",

@@ -44,6 +44,7 @@ class TrainConfig:
     branch_scale: float = BRANCH_SCALE
     channel_match: str = "id"
     grad_clip: float | None = None
+    kd_ratio: float = 1.0  # standalone with a teacher: weight of its soft targets
     seed: int = 0
     bn_batches: int = 8  # batches used to re-estimate BatchNorm statistics of a sub-net
     eval_every: int = 1  # epochs between validation passes, and after the last (0: never)
@@ -77,6 +78,8 @@ class TrainConfig:
             self.grad_clip > 0 and math.isfinite(self.grad_clip)
         ):
             raise ConfigError(f"grad_clip must be a positive number, got {self.grad_clip}")
+        if not (self.kd_ratio >= 0 and math.isfinite(self.kd_ratio)):
+            raise ConfigError(f"kd_ratio must be a number >= 0, got {self.kd_ratio}")
         if not 0.0 <= self.width_warmup < 1.0:
             raise ConfigError(f"width_warmup must be a fraction in [0, 1), got {self.width_warmup}")
         if self.num_random < 0:

@@ -74,6 +74,7 @@ def train(
     log: Callable[[str], None] = print,
     initial: dict[str, torch.Tensor] | None = None,
     layout: ModelLayout | None = None,
+    teacher: nn.Module | None = None,
 ) -> dict[str, Any]:
     """Train a standalone net (``ArchConfig``, or a ``ReferenceNet`` baseline) or a supernet
     (``SearchSpace``) into ``out``.
@@ -82,12 +83,25 @@ def train(
     (one line per epoch) and, while running, ``train_state.pt`` for ``resume=True``.
     Returns the final checkpoint's metrics. Test accuracy of a standalone net is measured
     once, at the end (``report_test``); nothing is selected on it. ``initial`` weights
-    (e.g. a sub-net extracted from a supernet) start the run, to fine-tune them.
+    (e.g. a sub-net extracted from a supernet) start the run, to fine-tune them. A
+    ``teacher`` (standalone nets only; kept frozen, in eval mode) adds knowledge
+    distillation: the loss gains ``config.kd_ratio`` times the cross-entropy against the
+    teacher's softmax on the same augmented batch.
     """
     ctx = _distributed.setup(device)
     try:
         run = _Run(
-            subject, data, config, Path(out), ctx, resume, progress, report_test, log, layout
+            subject,
+            data,
+            config,
+            Path(out),
+            ctx,
+            resume,
+            progress,
+            report_test,
+            log,
+            layout,
+            teacher,
         )
         if initial is not None and run.state.global_step == 0:
             run.model.load_state_dict(initial)
@@ -109,8 +123,12 @@ class _Run:
         report_test: bool,
         log: Callable[[str], None],
         layout: ModelLayout | None = None,
+        teacher: nn.Module | None = None,
     ) -> None:
         self.layout = layout  # a pruned model's channels (standalone nets only)
+        if teacher is not None and isinstance(subject, SearchSpace):
+            raise ConfigError("a teacher distils into a standalone net, not a supernet")
+        self.teacher = teacher
         self.subject = fit_to_data(subject, data)
         if self.subject is not subject and ctx.main:
             log(
@@ -122,6 +140,8 @@ class _Run:
         self.progress, self.report_test, self.log = progress, report_test, log
         self.device = ctx.device
         self.cuda = self.device.type == "cuda"
+        if self.teacher is not None:
+            self.teacher = self.teacher.to(self.device).eval().requires_grad_(False)
         torch.manual_seed(config.seed)
         self.strategy = (
             make_strategy(
@@ -202,6 +222,8 @@ class _Run:
             ident["arch"] = self.subject.to_dict()
             if self.layout is not None:
                 ident["layout"] = self.layout.to_dict()
+            if self.teacher is not None:
+                ident["distilled"] = True
         return ident
 
     def _prepare(self, resume: bool) -> None:
@@ -233,7 +255,7 @@ class _Run:
 
     def _check_compatible(self, saved: dict[str, Any]) -> None:
         now = self._identity()
-        for key in ("space", "supernet_layout", "arch", "network", "layout", "train"):
+        for key in ("space", "supernet_layout", "arch", "network", "layout", "distilled", "train"):
             if saved.get(key) != now.get(key):
                 raise CheckpointError(
                     f"cannot resume: the {key} differs from the saved run in "
@@ -347,6 +369,10 @@ class _Run:
             with self._autocast():
                 logits = self.net(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
+            if self.teacher is not None:
+                with torch.no_grad(), self._autocast():
+                    soft = self.teacher(x).float().softmax(1)
+                loss = loss + self.config.kd_ratio * F.cross_entropy(logits.float(), soft)
             loss.backward()
             first_loss, first_logits = float(loss.detach()), logits.detach()
         else:

@@ -1,0 +1,56 @@
+"""Command-line options for :class:`FinalTraining`, built from its fields."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from nas.final._config import DEFAULT_LR, INITS, FinalTraining
+
+HELP = {
+    "epochs": "epochs of final training per front arch",
+    "init": "start from the arch's own init (scratch) or its supernet weights (inherit)",
+    "distill": "also learn from the supernet's largest sub-net (soft targets)",
+    "lr": "peak learning rate (default: "
+    + ", ".join(f"{lr} {init}" for init, lr in DEFAULT_LR.items())
+    + ")",
+    "kd_ratio": "weight of the teacher's soft targets with --distill",
+    "batch_size": "batch size",
+    "steps_per_epoch": "cap on the steps of an epoch",
+}
+
+
+def add_final_arguments(
+    parser: argparse.ArgumentParser, prefix: str = "", epochs_default: int | None = None
+) -> None:
+    """One option per :class:`FinalTraining` field, named ``--<prefix><field>``. With
+    ``epochs_default`` 0 final training is off unless its epochs are given."""
+    group = parser.add_argument_group("final training")
+    defaults = FinalTraining()
+    for f in dataclasses.fields(FinalTraining):
+        flag = "--" + prefix + f.name.replace("_", "-")
+        default = getattr(defaults, f.name)
+        if f.name == "epochs" and epochs_default is not None:
+            default = epochs_default
+        text = HELP[f.name] + ("" if default is None else f" (default {default})")
+        if isinstance(default, bool):
+            group.add_argument(flag, dest=f"final_{f.name}", action="store_true", help=text)
+            continue
+        kind = float if f.name in ("lr", "kd_ratio") else int if f.name != "init" else str
+        group.add_argument(
+            flag,
+            dest=f"final_{f.name}",
+            type=kind,
+            default=default,
+            choices=INITS if f.name == "init" else None,
+            help=text,
+        )
+
+
+def final_from_args(args: argparse.Namespace) -> FinalTraining | None:
+    """The :class:`FinalTraining` the options ask for; ``None`` at 0 epochs."""
+    if args.final_epochs == 0:
+        return None
+    return FinalTraining(
+        **{f.name: getattr(args, f"final_{f.name}") for f in dataclasses.fields(FinalTraining)}
+    )

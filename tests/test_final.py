@@ -1,0 +1,146 @@
+"""Final training of a searched front: the stage, its command and its mechanisms."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pandas as pd
+import pytest
+import torch
+
+from nas import ConfigError
+from nas.arch import ArchConfig
+from nas.checkpoint import load_checkpoint, model_from_checkpoint, supernet_from_checkpoint
+from nas.data import DataSpec, load_data
+from nas.final import FinalTraining, FrontTrainer
+from nas.final.__main__ import main as final_main
+from nas.search import SearchOptions, run_search
+from nas.train import TrainConfig, evaluate, loader_for, subnet_model, train
+
+QUIET = {"log": lambda _: None}
+SHORT = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_data(DataSpec("embedded"))
+
+
+@pytest.fixture(scope="module")
+def supernet(tiny_supernet):
+    return supernet_from_checkpoint(load_checkpoint(tiny_supernet, kind="supernet"))
+
+
+def test_the_recipe_is_checked_and_names_its_folder():
+    with pytest.raises(ConfigError, match="unknown final init 'warm'"):
+        FinalTraining(init="warm")
+    with pytest.raises(ConfigError, match=">= 1 epoch"):
+        FinalTraining(epochs=0)
+    with pytest.raises(ConfigError, match="learning rate"):
+        FinalTraining(lr=-1.0)
+    assert (
+        FinalTraining().recipe(0).lr == 0.1 and FinalTraining(init="inherit").recipe(0).lr == 0.02
+    )
+    slugs = {FinalTraining(**c).slug() for c in ({}, {"epochs": 3}, {"distill": True})}
+    assert len(slugs) == 3  # a model trained with another recipe is never reused
+    assert FinalTraining.from_dict(FinalTraining(init="inherit").to_dict()).init == "inherit"
+
+
+def _parameters(model):
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def test_inherit_starts_from_the_supernet_weights_and_scratch_does_not(supernet, data, tmp_path):
+    arch = supernet.space.sample(3)
+    inherited = _parameters(subnet_model(supernet, arch, data, 1))
+    for init, same in (("inherit", True), ("scratch", False)):
+        # a learning rate too small to move anything: the weights are where training began
+        final = FinalTraining(init=init, lr=1e-12, **SHORT)
+        model, metrics = FrontTrainer(
+            final, supernet, data, tmp_path / init, bn_batches=1, progress=False, **QUIET
+        ).train(arch)
+        assert "val_acc" in metrics and "test_acc" not in metrics  # test: reported by export
+        trained = _parameters(model)
+        close = all(torch.allclose(trained[k], v, atol=1e-6) for k, v in inherited.items())
+        assert close == same, init
+
+
+def test_distillation_uses_a_frozen_teacher_and_only_adds_its_term(supernet, data, tmp_path):
+    arch = supernet.space.min_arch
+    teacher = subnet_model(supernet, supernet.space.max_arch, data, 1)
+    before = _parameters(teacher)
+
+    def weights(name, kd_ratio=1.0, with_teacher=True):
+        config = TrainConfig(**SHORT, kd_ratio=kd_ratio, eval_every=0)
+        train(
+            arch,
+            data,
+            config,
+            tmp_path / name,
+            progress=False,
+            report_test=False,
+            teacher=teacher if with_teacher else None,
+            **QUIET,
+        )
+        return load_checkpoint(tmp_path / name / "model.pt", kind="model")["state_dict"]
+
+    plain, distilled, zero = (
+        weights("plain", with_teacher=False),
+        weights("kd"),
+        weights("kd0", 0.0),
+    )
+    assert any(not torch.equal(plain[k], distilled[k]) for k in plain)  # the teacher counts
+    assert all(torch.equal(plain[k], zero[k]) for k in plain)  # and nothing else changed
+    assert all(torch.equal(before[k], v) for k, v in _parameters(teacher).items())
+
+
+@pytest.mark.slow
+def test_the_command_trains_a_finished_searchs_front(tmp_path, tiny_supernet, fast_target, data):
+    run = tmp_path / "run"
+    options = SearchOptions(
+        latency_budget_ms=50.0,
+        target=str(fast_target),
+        supernet=tiny_supernet,
+        trials=3,
+        run=run,
+        progress=False,
+        bn_batches=1,
+    )
+    summary = run_search(options, **QUIET)
+    estimates = pd.read_csv(run / "pareto.csv")
+    assert set(estimates.training) == {"supernet weights"}
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in SHORT.items()]
+    assert final_main(["--run", str(run), "--no-progress", *flags]) == 0
+
+    front = pd.read_csv(run / "pareto.csv")
+    assert list(front.arch_hash) == list(estimates.arch_hash)  # the same front, trained
+    assert set(front.training) == {"scratch, 1 epochs"}
+    final = FinalTraining(**SHORT)
+    for row in front.itertuples():
+        payload = load_checkpoint(run / row.checkpoint, kind="model")
+        assert payload["source"]["final"] == final.to_dict()
+        assert payload["metrics"]["val_acc_supernet"] == pytest.approx(row.val_acc_supernet)
+        assert (run / "final" / final.slug() / row.arch_hash / "model.pt").is_file()
+        arch = ArchConfig.from_yaml(run / "archs" / f"{row.arch_hash}.yaml")
+        model = model_from_checkpoint(payload)
+        assert evaluate(model, loader_for(data.val, data, arch, 256, "cpu"))["acc"] == (
+            pytest.approx(row.val_acc)
+        )
+    recorded = json.loads((run / "summary.json").read_text())["options"]
+    assert recorded["final"] == final.to_dict()
+    study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{run / 'study.db'}")
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 3  # no new ones
+
+    # a second run reuses the trained models
+    stamps = {p: p.stat().st_mtime_ns for p in (run / "final").rglob("model.pt")}
+    assert final_main(["--run", str(run), "--no-progress", *flags]) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+def test_a_run_without_a_finished_search_is_one_line(tmp_path, capsys):
+    from nas._cli import run as run_cli
+
+    assert run_cli(final_main, ["--run", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "holds no finished search" in err[0]
