@@ -17,6 +17,7 @@ import pandas as pd
 from nas._errors import ConfigError
 from nas.latency import RUNTIMES, HardwareTarget, kendall_tau, load_target
 from nas.search import pareto_front
+from reports._answer import answer_section
 from reports._collect import ROLES, RunData, collect
 from reports._measure import measure_all
 from reports._plots import flops_plot, pareto_plot
@@ -30,6 +31,7 @@ RESULT_COLUMNS = [
     "pareto",
     "val_acc",
     "test_acc",
+    "val_acc_supernet",
     "latency_ms",
     "latency_min_ms",
     "latency_max_ms",
@@ -178,7 +180,11 @@ def _sections(
     search_target: str,
 ) -> list[Section]:
     s = run.summary
-    sections = [_environment(run, targets), _search(s)]
+    sections = [
+        answer_section(run.summary, targets, results),
+        _environment(run, targets),
+        _search(s),
+    ]
     for target in targets:
         part = results[results["target"] == target.name]
         is_search = target.name == search_target

@@ -110,6 +110,11 @@ def test_pipeline_runs_every_stage_and_the_report_matches_the_run(pipeline_run):
     assert (results.latency_ms <= results.latency_max_ms).all()
 
     text = (run / "report" / "report.md").read_text()
+    # the report leads with the answer: each baseline against the trained front, per target
+    assert text.split("\n## ")[1].startswith("The answer")
+    assert "(front models: final training, scratch, 1 epochs)" in text
+    for target in ("fast-torch", "fast-ort"):
+        assert f"**{target}: each baseline against the front**" in text
     for heading in ("Search", "Targets compared", "FLOPs vs measured latency", "Compression"):
         assert f"## {heading}" in text
     summary = json.loads((run / "summary.json").read_text())

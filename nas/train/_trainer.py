@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -13,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -28,6 +26,7 @@ from nas.space import SearchSpace
 from nas.train import _distributed
 from nas.train._config import TrainConfig, lr_at
 from nas.train._evaluate import evaluate, loader_for, subnet_accuracy
+from nas.train._steps import epoch_summary, model_step, rate, sgd, supernet_step
 from nas.train._strategies import make_strategy
 
 FINAL = {"supernet": "supernet.pt", "model": "model.pt"}
@@ -166,7 +165,7 @@ class _Run:
         ).to(self.device)
         if self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = _sgd(self.model, config)
+        self.optimizer = sgd(self.model, config)
         resolution = None if self.kind == "supernet" else self._arch().resolution
         self.loader = BatchLoader(
             data.train,
@@ -332,7 +331,7 @@ class _Run:
                     bar.set_postfix(
                         loss=f"{stats['loss'] / stats['seen']:.3f}",
                         acc=f"{stats['correct'] / stats['seen']:.3f}",
-                        img_s=f"{_rate(len(y) * self.ctx.world, step_times):.0f}",
+                        img_s=f"{rate(len(y) * self.ctx.world, step_times):.0f}",
                     )
                     if time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
                         self._save_state()
@@ -347,7 +346,7 @@ class _Run:
                     "train_loss": stats["loss"] / max(stats["seen"], 1),
                     "train_acc": stats["correct"] / max(stats["seen"], 1),
                     # images per second at the median step: robust to warm-up and hiccups
-                    "img_per_s": _rate(cfg.batch_size * self.ctx.world, step_times),
+                    "img_per_s": rate(cfg.batch_size * self.ctx.world, step_times),
                     "train_seconds": stats["seconds"],
                 }
                 last = self.state.epoch == cfg.epochs
@@ -355,7 +354,7 @@ class _Run:
                     row.update(self._validate())
                 self.state.history.append(row)
                 if self.ctx.main:
-                    self.log(_summary(row, cfg.epochs))
+                    self.log(epoch_summary(row, cfg.epochs))
                 self._save_state()
                 last_save = time.monotonic()
         except KeyboardInterrupt:
@@ -366,63 +365,19 @@ class _Run:
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         self.optimizer.zero_grad(set_to_none=True)
         if self.kind == "model":
-            with self._autocast():
-                logits = self.net(x)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
-            if self.teacher is not None:
-                with torch.no_grad(), self._autocast():
-                    soft = self.teacher(x).float().softmax(1)
-                loss = loss + self.config.kd_ratio * F.cross_entropy(logits.float(), soft)
-            loss.backward()
-            first_loss, first_logits = float(loss.detach()), logits.detach()
+            loss, logits = model_step(self.net, self.teacher, x, y, self.config, self.cuda)
         else:
-            first_loss, first_logits = self._supernet_step(x, y)
+            assert self.strategy is not None
+            step = self.state.global_step
+            rng = random.Random(_mix(self.config.seed, self.ctx.rank, step))
+            draws = self.strategy.draw(rng, step / self.total_steps)
+            loss, logits = supernet_step(
+                self.net, draws, x, y, self.config, self.cuda, self.ctx.enabled
+            )
         if self.config.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
-        return first_loss, int((first_logits.argmax(1) == y).sum())
-
-    def _supernet_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
-        """One step of the strategy's sub-nets; returns the first one's loss and logits."""
-        assert self.strategy is not None
-        cfg = self.config
-        rng = random.Random(_mix(cfg.seed, self.ctx.rank, self.state.global_step))
-        draws = self.strategy.draw(rng, self.state.global_step / self.total_steps)
-        soft: torch.Tensor | None = None
-        first: tuple[float, torch.Tensor] | None = None
-        for i, draw in enumerate(draws):
-            arch = draw.arch
-            xi = (
-                x
-                if x.shape[-1] == arch.resolution
-                else F.interpolate(
-                    x, size=(arch.resolution, arch.resolution), mode="bilinear", antialias=True
-                )
-            )
-            # gradients of all sub-nets accumulate locally and are all-reduced once, at the end
-            sync = contextlib.nullcontext()
-            if self.ctx.enabled and i < len(draws) - 1:
-                assert isinstance(self.net, nn.parallel.DistributedDataParallel)
-                sync = self.net.no_sync()  # type: ignore[assignment]
-            with sync:
-                with self._autocast():
-                    logits = self.net(xi, arch).float()
-                if soft is None:  # labels, smoothed: regularisation stays on the teacher
-                    loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                else:  # in-place distillation from the step's teacher
-                    loss = F.cross_entropy(logits, soft)
-                loss.backward()
-            if first is None:
-                first = (float(loss.detach()), logits.detach())
-            if draw.teacher and cfg.distill and soft is None:
-                soft = logits.detach().softmax(1)
-        assert first is not None
-        return first
-
-    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        return (
-            torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
-        )
+        return loss, int((logits.argmax(1) == y).sum())
 
     def _validate(self) -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -482,35 +437,3 @@ class _Run:
             self.log(f"saved {path}")
         self.ctx.barrier()
         return metrics
-
-
-def _rate(images_per_step: int, step_times: list[float]) -> float:
-    if not step_times:
-        return 0.0
-    ordered = sorted(step_times)
-    return images_per_step / max(ordered[len(ordered) // 2], 1e-9)
-
-
-def _sgd(model: nn.Module, config: TrainConfig) -> torch.optim.SGD:
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]  # BatchNorm and biases
-    return torch.optim.SGD(
-        [
-            {"params": decay, "weight_decay": config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config.lr,
-        momentum=config.momentum,
-        nesterov=config.momentum > 0,
-    )
-
-
-def _summary(row: dict[str, Any], epochs: int) -> str:
-    parts = [
-        f"epoch {row['epoch']}/{epochs}",
-        f"loss {row['train_loss']:.3f}",
-        f"train acc {row['train_acc']:.3f}",
-        f"{row['img_per_s']:.0f} img/s",
-    ]
-    parts += [f"{k.replace('_', ' ')} {v:.3f}" for k, v in row.items() if k.startswith("val_acc")]
-    return "  ".join(parts)

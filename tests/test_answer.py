@@ -1,0 +1,54 @@
+"""The report's answer: each baseline against the best front model at no more latency."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from reports._answer import dominance, format_table, summary_line
+
+
+def _table(rows):
+    columns = ["role", "name", "val_acc", "test_acc", "latency_ms"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def test_the_pick_is_by_validation_and_the_gain_by_test():
+    part = _table(
+        [
+            ("baseline", "x0.5", 0.70, 0.66, 2.0),
+            ("baseline", "x1.0", 0.73, 0.70, 5.0),
+            ("baseline", "tiny", 0.50, 0.48, 0.5),
+            # the best test accuracy under 2 ms, but validation picks the other one
+            ("front", "a", 0.72, 0.71, 1.5),
+            ("front", "b", 0.74, 0.69, 1.9),
+            ("front", "c", 0.80, 0.75, 4.0),
+            ("front", "slow", 0.90, 0.90, 9.0),
+        ]
+    )
+    table = dominance(part).set_index("baseline")
+    assert table.loc["x0.5", "front model"] == "b"  # val 0.74 > 0.72, though its test is lower
+    assert table.loc["x0.5", "gain (points)"] == pytest.approx(3.0)
+    assert table.loc["x0.5", "latency ratio"] == pytest.approx(0.95)
+    assert table.loc["x1.0", "front model"] == "c"  # "slow" is over x1.0's latency
+    assert table.loc["x1.0", "verdict"] == "beaten by 5.0 points at 0.80x its latency"
+    assert pd.isna(table.loc["tiny", "front model"])
+    assert table.loc["tiny", "verdict"] == "no searched model is this fast"
+    assert list(table.index) == ["tiny", "x0.5", "x1.0"]  # by latency
+    line = summary_line(dominance(part), "cpu-x", "final training")
+    assert "beats 2 of 3 hand-designed baselines" in line
+    assert format_table(dominance(part)).loc[1, "gain (points)"] == "+3.0"
+
+
+def test_ties_and_losses_are_called_what_they_are():
+    part = _table(
+        [
+            ("baseline", "x1.0", 0.73, 0.70, 5.0),
+            ("baseline", "mnv3", 0.73, 0.80, 5.0),
+            ("front", "a", 0.75, 0.705, 4.0),
+        ]
+    )
+    table = dominance(part).set_index("baseline")
+    assert table.loc["x1.0", "verdict"].startswith("a tie (+0.5 points")
+    assert table.loc["mnv3", "verdict"].startswith("the baseline wins by 9.5 points")
+    assert "beats 0 of 2" in summary_line(dominance(part), "t", "x")
