@@ -2,8 +2,9 @@
 
     python benchmarks/baselines.py --scale cpu
 
-Trains torchvision's ShuffleNetV2 x0.5 and x1.0 (CIFAR stem: 3x3 stride-1 first conv, no
-max-pool) and MobileNetV3-small (stride-1 stem) with the benchmark recipe of the scale
+Trains the hand-designed family: torchvision's ShuffleNetV2 x0.5, x1.0, x1.5 and x2.0
+(CIFAR stem: 3x3 stride-1 first conv, no max-pool) and MobileNetV3-small and -large
+(stride-1 stem) with the benchmark recipe of the scale
 (``cpu``: first 1,000 training images per class of the shared archive, 15 epochs, batch
 128, lr 0.1; ``gpu``: whole training split, 30 epochs, batch 256, lr 0.2, bf16), then,
 with training finished, measures each trained net on the CPU targets, rounds alternating
@@ -40,7 +41,10 @@ from nas.train import FINAL, STATE, train
 MODELS = {
     "ShuffleNetV2 x0.5": "shufflenet_v2_x0_5_cifar",
     "ShuffleNetV2 x1.0": "shufflenet_v2_x1_0_cifar",
+    "ShuffleNetV2 x1.5": "shufflenet_v2_x1_5_cifar",
+    "ShuffleNetV2 x2.0": "shufflenet_v2_x2_0_cifar",
     "MobileNetV3-small": "mobilenet_v3_small_cifar",
+    "MobileNetV3-large": "mobilenet_v3_large_cifar",
 }
 # Test accuracy and training time the issue measured for this recipe on this machine's CPU.
 REFERENCE = {

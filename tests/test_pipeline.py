@@ -216,10 +216,11 @@ def test_report_needs_a_finished_search(tmp_path, capsys):
         build_report(tmp_path / "empty", **QUIET)
 
 
-def test_reference_networks_build_and_round_trip(tmp_path):
+@pytest.mark.parametrize("name", ["mobilenet_v3_small_cifar", "mobilenet_v3_large_cifar"])
+def test_reference_networks_build_and_round_trip(tmp_path, name):
     import torch
 
-    net = load_network("mobilenet_v3_small_cifar")
+    net = load_network(name)
     assert isinstance(net, ReferenceNet) and net.resolution == 32
     assert ReferenceNet.from_dict(net.to_dict()) == net
     model = net.build().eval()
@@ -235,6 +236,22 @@ def test_reference_networks_build_and_round_trip(tmp_path):
     assert torch.equal(again(x), model(x))
     with pytest.raises(Exception, match="unknown arch 'resnet9000'"):
         load_network("resnet9000")
+
+
+def test_every_reference_network_builds_at_its_default_size():
+    import torch
+
+    from nas.models import REFERENCE_NETS
+
+    for name in REFERENCE_NETS:
+        net = ReferenceNet.named(name)
+        model = net.build().eval()
+        size = min(net.resolution, 64)  # the ImageNet stems, at a size CI affords
+        with torch.no_grad():
+            out = model(torch.zeros(1, net.in_channels, size, size))
+        assert out.shape == (1, net.num_classes), name
+        if name.endswith("_cifar"):  # stride-1 stem: 32 px reaches the head at 2x2, not 1x1
+            assert model.features[0][0].stride == (1, 1), name
 
 
 def test_shipped_pipelines_parse():

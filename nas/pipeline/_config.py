@@ -33,10 +33,14 @@ class SearchStage:
 
 @dataclass(frozen=True)
 class BaselineStage:
+    # the hand-designed family, so every part of the latency range has a point to beat
     models: tuple[str, ...] = (
         "shufflenet_v2_x0_5_cifar",
         "shufflenet_v2_x1_0_cifar",
+        "shufflenet_v2_x1_5_cifar",
+        "shufflenet_v2_x2_0_cifar",
         "mobilenet_v3_small_cifar",
+        "mobilenet_v3_large_cifar",
     )
     train: TrainConfig = field(default_factory=lambda: TrainConfig(epochs=15))
 
