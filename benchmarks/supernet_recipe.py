@@ -11,8 +11,9 @@ training never used the supernet, so those figures stand whatever the supernet's
 Per variant: mean estimate, Kendall tau against standalone validation accuracy, the
 largest sub-net's gradient norm at initialisation, and how many parameter tensors the
 largest sub-net uses got an all-zero gradient at the end (dead ones), the supernet's
-parameter count, and (when a run trains more than one variant) the time of one spos step
-measured side by side, the variants' steps interleaved on the same sub-nets and batch.
+parameter count, and the time of one spos step measured side by side (the variants run
+and those ``--time-with`` names, as freshly initialised supernets: a step's time depends on
+the shapes, not the values), the steps interleaved on the same sub-nets and batch.
 
 The control is the old init (every stride-1 branch's last BatchNorm scale at 0), given to
 the trainer as initial weights; the trainer itself refuses a zero scale. Variants run a
@@ -162,6 +163,10 @@ def main() -> None:
     parser.add_argument(
         "--epochs", type=int, help="train every variant this many epochs (a longer run)"
     )
+    parser.add_argument(
+        "--time-with", help="also time the step of the variants whose name contains this"
+    )
+    parser.add_argument("--name", help="result file name (default supernet_recipe[_<N>ep])")
     args = parser.parse_args()
     suffix = f"-{args.epochs}ep" if args.epochs else ""
     args.work = args.work or Path(f"runs/bench-recipe-{args.scale}{suffix}")
@@ -230,10 +235,16 @@ def main() -> None:
             }
         )
         print(rows[-1], flush=True)
-    if len(trained) > 1:
-        steps = step_seconds(trained, space, s.batch_size)
-        for row in rows:
-            row["step_s_side_by_side"] = round(steps[row["variant"]], 3)
+    timed = {
+        name: initial_supernet(
+            space, scale or BRANCH_SCALE, channel_match=changes.get("channel_match", "id")
+        )
+        for name, (changes, scale, _) in VARIANTS.items()
+        if name in trained or (args.time_with and args.time_with in name)
+    }
+    steps = step_seconds(timed, space, s.batch_size)
+    for row in rows:
+        row["step_s_side_by_side"] = round(steps[row["variant"]], 3)
     notes = (
         f"Data: the {args.scale} scale's training split, batch {s.batch_size}, one-cycle "
         "schedule over the steps shown (whole epochs), seed 0. Scored on "
@@ -245,11 +256,17 @@ def main() -> None:
         "all-zero gradient after training. `shared_params_M`: parameters the supernet "
         "holds (and SGD updates every step). `step_s_side_by_side`: median seconds of one "
         f"spos step at batch {s.batch_size}, the variants interleaved over "
-        f"{STEP_ROUNDS} rounds of {STEPS_PER_ROUND} steps on the same sub-nets after "
-        "training (compare these, not train_s, which other load can inflate)."
+        f"{STEP_ROUNDS} rounds of {STEPS_PER_ROUND} steps on the same sub-nets, freshly "
+        "initialised supernets (compare these, not train_s, which other load can inflate): "
+        + ", ".join(f"{name} {t:.3f} s" for name, t in steps.items())
+        + "."
     )
-    extra = {"work": str(args.work), "wall_s": time.time() - started}
-    result_name = "supernet_recipe" + suffix.replace("-", "_")
+    extra = {
+        "work": str(args.work),
+        "wall_s": time.time() - started,
+        "step_s_side_by_side": {name: round(t, 3) for name, t in steps.items()},
+    }
+    result_name = args.name or "supernet_recipe" + suffix.replace("-", "_")
     publish(result_name, args.scale, rows, extra, list(rows[0]), notes, args.results)
 
 
