@@ -20,10 +20,10 @@ import pandas as pd
 from _common import CPU_TARGETS, RESULTS, SCALES
 
 from nas import preset
-from nas._io import write_json_atomic
 from nas.arch import ArchConfig
 from nas.checkpoint import arch_of, load_checkpoint
 from nas.data import DataSplits, load_data
+from nas.io import write_json_atomic
 from nas.latency import LatencyMeter, load_target
 from nas.search import SearchOptions, run_search
 from nas.space import SearchSpace, load_space

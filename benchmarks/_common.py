@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
-from nas._env import machine_info
-from nas._io import write_json_atomic, write_text_atomic
 from nas.data import DataSpec
+from nas.env import machine_info
+from nas.io import write_json_atomic, write_text_atomic
 from nas.latency import LatencyMeter, Measurement, load_target
 from nas.train import SUPERNET_RECIPE, TrainConfig
 

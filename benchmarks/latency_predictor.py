@@ -22,8 +22,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_results
 
-from nas.latency import LatencyMeter, build_lut, default_lut_path, kendall_tau, load_target
-from nas.latency._validate import error_by_axis, validate, write_report
+from nas.latency import (
+    LatencyMeter,
+    build_lut,
+    default_lut_path,
+    error_by_axis,
+    kendall_tau,
+    load_target,
+    validate,
+    write_report,
+)
 from nas.space import load_space
 
 

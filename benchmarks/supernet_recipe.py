@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cifar
 from _common import SCALES, publish
 
-from nas._io import write_json_atomic
 from nas.arch import ArchConfig
 from nas.checkpoint import load_checkpoint, space_of, supernet_from_checkpoint
+from nas.io import write_json_atomic
 from nas.latency import kendall_tau
 from nas.models import BRANCH_SCALE, Supernet
 from nas.space import SearchSpace

@@ -36,10 +36,10 @@ import _cifar
 from _common import SCALES, Scale, publish
 
 from nas import preset
-from nas._io import write_json_atomic
 from nas.arch import STAGE_NAMES, ArchConfig
 from nas.checkpoint import load_checkpoint, supernet_from_checkpoint
 from nas.data import DataSplits
+from nas.io import write_json_atomic
 from nas.space import SearchSpace
 from nas.train import FINAL, LOG, STATE, TrainConfig, subnet_accuracy, train
 

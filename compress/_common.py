@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nas._errors import CheckpointError, ConfigError
+from nas import CheckpointError, ConfigError
 from nas.arch import ArchConfig
 from nas.checkpoint import arch_of, load_checkpoint, model_from_checkpoint
 from nas.data import BatchLoader, DataSpec, DataSplits, load_data

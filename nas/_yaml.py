@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from nas._errors import ConfigError
-from nas._io import write_text_atomic
+from nas.io import write_text_atomic
 
 
 def read_yaml_mapping(path: str | os.PathLike[str], what: str) -> dict[str, Any]:

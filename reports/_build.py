@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas._errors import ConfigError
+from nas import ConfigError
 from nas.latency import RUNTIMES, HardwareTarget, kendall_tau, load_target
 from nas.search import pareto_front
 from reports._answer import answer_section

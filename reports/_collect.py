@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from nas._errors import ConfigError
+from nas import ConfigError
 from nas.arch import ArchConfig
 from nas.checkpoint import load_checkpoint, network_from_checkpoint, network_of
 from nas.models import count_model

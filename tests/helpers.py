@@ -55,7 +55,7 @@ def tar_folder(folder: Path, out: Path, prefix: str = "dataset") -> Path:
 def call_cli(main, args, capsys):
     """A command's ``main`` run in this process as its ``__main__`` runs it (one-line errors,
     exit codes): the error paths without paying a new interpreter per case."""
-    from nas._cli import run
+    from nas.cli import run
 
     try:
         code = run(main, [str(a) for a in args])

@@ -139,7 +139,7 @@ def test_the_command_trains_a_finished_searchs_front(tmp_path, tiny_supernet, fa
 
 
 def test_a_run_without_a_finished_search_is_one_line(tmp_path, capsys):
-    from nas._cli import run as run_cli
+    from nas.cli import run as run_cli
 
     assert run_cli(final_main, ["--run", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -1,4 +1,4 @@
-"""nas._io: files are replaced whole or left as they were."""
+"""nas.io: files are replaced whole or left as they were."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nas._io import write_json_atomic, write_text_atomic
+from nas.io import write_json_atomic, write_text_atomic
 
 
 def test_write_text_atomic_replaces_and_creates_folders(tmp_path: Path) -> None:

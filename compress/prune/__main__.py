@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nas._cli import ArgumentParser, run
+from nas.cli import ArgumentParser, run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-progress", action="store_true")
-    from nas.train.__main__ import add_data_arguments, data_spec
+    from nas.data import add_data_arguments, data_spec
 
     add_data_arguments(parser)
     parser.set_defaults(data=None)
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         round_to=args.round_to,
     )
     if args.out.resolve() == args.checkpoint.resolve():
-        from nas._errors import ConfigError
+        from nas import ConfigError
 
         raise ConfigError("--out must differ from --checkpoint")
     prune_checkpoint(

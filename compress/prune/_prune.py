@@ -19,7 +19,7 @@ from compress.prune._groups import (
     channel_groups,
     pruned_layout,
 )
-from nas._errors import ConfigError
+from nas import ConfigError
 from nas.models import ModelLayout, ShuffleNetV2
 
 IMPORTANCES = ("l1", "group-norm", "taylor")

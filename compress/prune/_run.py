@@ -12,10 +12,10 @@ from typing import Any
 
 from compress._common import latency_record, load_source, model_metrics, train_batches
 from compress.prune._prune import PruneConfig, count_channels, layout_of, prune_once
-from nas._errors import ConfigError
-from nas._io import write_json_atomic
+from nas import ConfigError
 from nas.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from nas.data import DataSpec, DataSplits
+from nas.io import write_json_atomic
 from nas.latency import LatencyMeter, load_target
 from nas.models import ShuffleNetV2
 from nas.train import FINAL, STATE, TrainConfig, recalibrate_bn, train

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nas._cli import ArgumentParser, run
+from nas.cli import ArgumentParser, run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,14 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
-    from nas.train.__main__ import add_data_arguments, data_spec
+    from nas.data import add_data_arguments, data_spec
 
     add_data_arguments(parser)
     parser.set_defaults(data=None)
     args = parser.parse_args(argv)
 
     from compress.quantize import quantize_checkpoint
-    from nas._errors import ConfigError
+    from nas import ConfigError
 
     if args.out.resolve() == args.checkpoint.resolve():
         raise ConfigError("--out must be a directory, not the checkpoint")

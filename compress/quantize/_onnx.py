@@ -67,7 +67,7 @@ def select_variants(patterns: str) -> list[OrtVariant]:
     wanted = [p.strip() for p in patterns.split(",") if p.strip()]
     chosen = [v for v in VARIANTS if any(fnmatch.fnmatch(v.name, p) for p in wanted)]
     if not chosen:
-        from nas._errors import ConfigError
+        from nas import ConfigError
 
         raise ConfigError(
             f"--variants {patterns!r} matches none of: {', '.join(v.name for v in VARIANTS)}"

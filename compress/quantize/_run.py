@@ -20,7 +20,7 @@ from tqdm import tqdm
 from compress._common import input_shape, latency_record, load_source, model_metrics, train_batches
 from compress.prune import layout_of
 from compress.quantize import _onnx, _torch
-from nas._errors import ConfigError
+from nas import ConfigError
 from nas.checkpoint import save_checkpoint
 from nas.data import DataSpec, DataSplits
 from nas.latency import HardwareTarget, LatencyMeter, load_target

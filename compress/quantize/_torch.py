@@ -19,8 +19,7 @@ from torch import Tensor, nn
 from torch.ao import quantization as tq
 from torch.ao.nn.quantized import FloatFunctional
 
-from nas.models import ShuffleNetV2
-from nas.models._blocks import ShuffleUnit, channel_shuffle
+from nas.models import ShuffleNetV2, ShuffleUnit, channel_shuffle
 
 ENGINE = "x86"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from nas._cli import ArgumentParser, run
 from nas._yaml import dump_yaml
 from nas.arch import PRESETS, load_arch
+from nas.cli import ArgumentParser, run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -55,7 +55,7 @@ class UnitSpec(NamedTuple):
     in_size: int  # spatial size of the unit's (square) input
 
 
-def _conv_out(size: int, stride: int) -> int:
+def conv_out(size: int, stride: int) -> int:
     # Every strided layer here pads by kernel // 2 with an odd kernel: ceil(size / stride).
     return -(-size // stride)
 
@@ -130,7 +130,7 @@ class ArchConfig:
     def stem_out_size(self) -> int:
         size = self.resolution
         if self.stem == "imagenet":
-            size = _conv_out(_conv_out(size, 2), 2)
+            size = conv_out(conv_out(size, 2), 2)
         return size
 
     def units(self) -> Iterator[UnitSpec]:
@@ -142,7 +142,7 @@ class ArchConfig:
             for i in range(self.repeats[s]):
                 stride = 2 if i == 0 else 1
                 yield UnitSpec(s, i, in_ch, out_ch, branch, stride, kernel, size)
-                in_ch, size = out_ch, _conv_out(size, stride)
+                in_ch, size = out_ch, conv_out(size, stride)
 
     # -- identity -------------------------------------------------------------------------
 

@@ -70,7 +70,7 @@ class BatchLoader:
     def _indices(self) -> torch.Tensor:
         n = self.labels.numel()
         if self.shuffle:
-            g = torch.Generator().manual_seed(_mix(self.seed, self.epoch))
+            g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
             order = torch.randperm(n, generator=g)
         else:
             order = torch.arange(n)
@@ -94,7 +94,7 @@ class BatchLoader:
             x = self.images[idx].float()
             if self.augment:
                 # one generator per batch: a resumed epoch skips batches without replaying
-                g = torch.Generator().manual_seed(_mix(self.seed, self.epoch, b, self.rank))
+                g = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, b, self.rank))
                 x = random_crop_flip(x, self.pad, g)
             yield self._finish(x), self.labels[idx]
 
@@ -114,7 +114,7 @@ class BatchLoader:
         return self.batches()
 
 
-def _mix(*values: int) -> int:
+def mix_seed(*values: int) -> int:
     """Combine integers into one 63-bit seed (deterministic across runs and platforms)."""
     h = 0x9E3779B97F4A7C15
     for v in values:

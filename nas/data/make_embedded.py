@@ -17,7 +17,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from nas._cli import ArgumentParser, run
+from nas.cli import ArgumentParser, run
 from nas.data._records import read_tar
 from nas.data._sources import embedded_archive
 

@@ -14,7 +14,7 @@ HELP = {
     "lr": "peak learning rate (default: "
     + ", ".join(f"{lr} {init}" for init, lr in DEFAULT_LR.items())
     + ")",
-    "kd_ratio": "weight of the teacher's soft targets with --distill",
+    "kd_ratio": "weight of the teacher's soft targets (with distillation)",
     "batch_size": "batch size",
     "steps_per_epoch": "cap on the steps of an epoch",
 }

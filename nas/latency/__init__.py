@@ -15,7 +15,7 @@ from nas.latency._meter import LatencyMeter, Measurement, MeasurementError
 from nas.latency._predictor import LatencyPredictor, build_lut, default_lut_path
 from nas.latency._stats import LatencyStats, run_protocol, summarize
 from nas.latency._target import DEFAULT_TARGET, HardwareTarget, load_target, shipped_targets
-from nas.latency._validate import kendall_tau, validate
+from nas.latency._validate import error_by_axis, kendall_tau, validate, write_report
 
 __all__ = [
     "DEFAULT_TARGET",
@@ -32,6 +32,7 @@ __all__ = [
     "arch_blocks",
     "build_lut",
     "default_lut_path",
+    "error_by_axis",
     "format_ms",
     "kendall_tau",
     "load_target",
@@ -42,4 +43,5 @@ __all__ = [
     "space_blocks",
     "summarize",
     "validate",
+    "write_report",
 ]

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nas._cli import ArgumentParser, run
+from nas.cli import ArgumentParser, run
 
 
 def _measure(args: argparse.Namespace) -> int:

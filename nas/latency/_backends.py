@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from nas._env import package_version
 from nas._errors import ConfigError
+from nas.env import package_version
 
 if TYPE_CHECKING:
     from nas.latency._target import HardwareTarget
@@ -49,7 +49,7 @@ class Backend(ABC):
     @classmethod
     def environment(cls, target: HardwareTarget) -> dict[str, Any]:
         """Where measurements come from: the cache key's machine and library part."""
-        from nas._env import cpu_model
+        from nas.env import cpu_model
 
         return {"cpu": cpu_model(), **cls.versions()}
 

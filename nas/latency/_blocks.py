@@ -9,8 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from nas.arch import STAGE_NAMES, ArchConfig, split_channels
-from nas.arch._config import _conv_out
+from nas.arch import STAGE_NAMES, ArchConfig, conv_out, split_channels
 from nas.models import ShuffleUnit
 from nas.space import SearchSpace
 
@@ -113,7 +112,7 @@ def arch_blocks(arch: ArchConfig) -> list[Block]:
                 unit.kernel,
             )
         )
-        size = _conv_out(unit.in_size, unit.stride)
+        size = conv_out(unit.in_size, unit.stride)
     blocks.append(
         Block("head", arch.widths[-1], arch.last_channels, size, num_classes=arch.num_classes)
     )
@@ -145,8 +144,8 @@ def space_blocks(space: SearchSpace) -> list[Block]:
             for (w, b), k in itertools.product(sorted(splits), kernels):
                 for prev in prev_widths:
                     add(Block("unit", prev, w, size, b, 2, k))
-                add(Block("unit", w, w, _conv_out(size, 2), b, 1, k))
-            size = _conv_out(size, 2)
+                add(Block("unit", w, w, conv_out(size, 2), b, 1, k))
+            size = conv_out(size, 2)
             prev_widths = widths
         for w4, last, classes in itertools.product(
             prev_widths, c["last_channels"], c["num_classes"]

@@ -15,9 +15,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from nas._errors import ConfigError
-from nas._io import write_json_atomic
 from nas.arch import ArchConfig
 from nas.data import cache_root
+from nas.io import write_json_atomic
 from nas.latency._blocks import arch_blocks, space_blocks
 from nas.latency._meter import LatencyMeter
 from nas.latency._target import HardwareTarget

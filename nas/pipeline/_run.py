@@ -17,16 +17,15 @@ from typing import Any
 
 import pandas as pd
 
-from nas._env import machine_info
 from nas._errors import ConfigError
-from nas._io import write_json_atomic
 from nas.checkpoint import load_checkpoint
 from nas.data import load_data
+from nas.env import machine_info
+from nas.io import write_json_atomic
 from nas.models import load_network
 from nas.pipeline._config import PipelineConfig
 from nas.space import load_space
-from nas.train import FINAL, STATE, TrainConfig, fit_to_data, train
-from nas.train._distributed import pick_device
+from nas.train import FINAL, STATE, TrainConfig, fit_to_data, pick_device, train
 
 STAGES = ("supernet", "search", "final", "baselines", "prune", "quantize", "report")
 RECORD = "pipeline.json"

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nas._cli import ArgumentParser, run
+from nas.cli import ArgumentParser, run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -86,8 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-progress", action="store_true")
+    from nas.data import add_data_arguments, data_spec
     from nas.final import add_final_arguments, final_from_args
-    from nas.train.__main__ import add_data_arguments, data_spec
 
     # off by default: the front is exported with its supernet weights unless asked
     add_final_arguments(parser, prefix="final-", epochs_default=0)

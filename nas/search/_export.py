@@ -8,9 +8,9 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from nas._io import write_text_atomic
 from nas.checkpoint import save_checkpoint
 from nas.final import FrontTrainer
+from nas.io import write_text_atomic
 from nas.models import Supernet
 from nas.search._front import FrontEntry
 from nas.search._prepare import SearchContext

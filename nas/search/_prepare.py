@@ -23,8 +23,7 @@ from nas.latency import (
 from nas.models import Supernet
 from nas.search._options import SearchOptions, default_study_name
 from nas.space import SearchSpace, load_space
-from nas.train import FINAL, STATE, TrainConfig, fit_to_data, train
-from nas.train._distributed import pick_device
+from nas.train import FINAL, STATE, TrainConfig, fit_to_data, pick_device, train
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 
 from nas._errors import ConfigError
-from nas.data._loader import _mix
+from nas.data import mix_seed
 
 SAMPLERS = ("tpe", "nsga2", "random")
 # validation accuracy up, latency (or FLOPs) down
@@ -61,7 +61,7 @@ def _rdb(url: str, engine: dict[str, Any], interval: int, grace: int) -> optuna.
 def make_sampler(name: str, seed: int, shared: bool) -> optuna.samplers.BaseSampler:
     """``shared``: other workers may run at the same time (their seeds must differ)."""
     if shared:
-        seed = _mix(seed, os.getpid()) % 2**32  # numpy's seeds are 32-bit
+        seed = mix_seed(seed, os.getpid()) % 2**32  # numpy's seeds are 32-bit
     if name == "tpe":
         # constant_liar keeps parallel workers from proposing the same point
         return optuna.samplers.TPESampler(

@@ -7,8 +7,8 @@ from typing import Any
 
 import optuna
 
-from nas._env import machine_info
-from nas._io import write_json_atomic
+from nas.env import machine_info
+from nas.io import write_json_atomic
 from nas.latency import format_ms
 from nas.search._front import FrontEntry
 from nas.search._pareto import hypervolume

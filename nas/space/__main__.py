@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from nas._cli import ArgumentParser, run
+from nas.cli import ArgumentParser, run
 from nas.space import load_space
 
 

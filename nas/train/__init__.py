@@ -1,6 +1,7 @@
 """Training: standalone nets and weight-sharing supernets, BatchNorm recalibration, eval."""
 
 from nas.train._config import SCHEDULES, SUPERNET_RECIPE, TrainConfig, lr_at
+from nas.train._distributed import pick_device
 from nas.train._evaluate import (
     evaluate,
     loader_for,
@@ -33,6 +34,7 @@ __all__ = [
     "loader_for",
     "lr_at",
     "make_strategy",
+    "pick_device",
     "pin",
     "recalibrate_bn",
     "register_strategy",

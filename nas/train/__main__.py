@@ -16,7 +16,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nas._cli import ArgumentParser, run
+from nas.cli import ArgumentParser, run
+from nas.data import add_data_arguments, data_spec
 from nas.models import CHANNEL_MATCHES
 from nas.train._config import SCHEDULES, SUPERNET_RECIPE, TrainConfig
 from nas.train._strategies import STRATEGIES
@@ -69,46 +70,6 @@ def add_recipe_arguments(group: argparse._ArgumentGroup) -> None:
         group.add_argument(
             flag, type=kind, choices=CHOICES.get(f.name), default=argparse.SUPPRESS, help=text
         )
-
-
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("data")
-    group.add_argument(
-        "--data",
-        default="embedded",
-        help="embedded (default), cifar10, synthetic, an ImageFolder directory "
-        "or a .tar/.tar.gz of one",
-    )
-    group.add_argument(
-        "--channels",
-        type=int,
-        choices=(1, 3),
-        help="convert images to 1 (gray) or 3 channels; default: as stored",
-    )
-    group.add_argument(
-        "--train-per-class", type=int, help="train on the first N images per class (by file name)"
-    )
-    group.add_argument(
-        "--val-fraction",
-        type=float,
-        default=0.1,
-        help="share of training images held out for validation (default 0.1)",
-    )
-    group.add_argument("--val-per-class", type=int, help="validation images per class")
-    group.add_argument("--split-seed", type=int, default=0)
-
-
-def data_spec(args: argparse.Namespace):  # -> DataSpec
-    from nas.data import DataSpec
-
-    return DataSpec(
-        source=args.data,
-        channels=args.channels,
-        train_per_class=args.train_per_class,
-        val_fraction=args.val_fraction,
-        val_per_class=args.val_per_class,
-        split_seed=args.split_seed,
-    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,11 +16,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from nas._errors import CheckpointError, ConfigError
-from nas._io import write_text_atomic
 from nas.arch import ArchConfig
 from nas.checkpoint import load_checkpoint, save_checkpoint
-from nas.data import BatchLoader, DataSplits
-from nas.data._loader import _mix
+from nas.data import BatchLoader, DataSplits, mix_seed
+from nas.io import write_text_atomic
 from nas.models import SUPERNET_LAYOUT, ModelLayout, ReferenceNet, ShuffleNetV2, Supernet
 from nas.space import SearchSpace
 from nas.train import _distributed
@@ -369,7 +368,7 @@ class _Run:
         else:
             assert self.strategy is not None
             step = self.state.global_step
-            rng = random.Random(_mix(self.config.seed, self.ctx.rank, step))
+            rng = random.Random(mix_seed(self.config.seed, self.ctx.rank, step))
             draws = self.strategy.draw(rng, step / self.total_steps)
             loss, logits = supernet_step(
                 self.net, draws, x, y, self.config, self.cuda, self.ctx.enabled
