@@ -21,7 +21,7 @@ from nas.pipeline.__main__ import main as pipeline_main
 from reports import RESULT_COLUMNS, build_report
 from reports.build import main as report_main
 from tests.conftest import REPO, TINY_SPACE
-from tests.helpers import call_cli
+from tests.helpers import call_cli, require
 
 QUIET = {"progress": False, "log": lambda _: None}
 
@@ -142,8 +142,8 @@ def test_a_second_run_skips_finished_stages_and_redoes_missing_ones(pipeline_run
 def test_report_loads_in_headless_chromium(pipeline_run, tmp_path):
     config, _ = pipeline_run
     browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+    require(None if browser else "chromium is not installed (.ci/run installs Debian's chromium)")
+    assert browser is not None
     report = tmp_path / "report"
     shutil.copytree(config.run / "report", report)
     # A probe copy of the page reports, once loaded, how many images decoded.

@@ -23,6 +23,7 @@ from nas.train import evaluate, loader_for
 
 from . import postgres
 from .conftest import REPO, TINY_SPACE
+from .helpers import require
 
 # -- pure functions ------------------------------------------------------------------------
 
@@ -365,10 +366,10 @@ def test_kill_9_loses_no_completed_trial(tmp_path, tiny_supernet, fast_target):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(postgres.unavailable() is not None, reason=str(postgres.unavailable()))
 def test_postgresql_workers_share_a_study_and_retry_a_dead_workers_trial(
     tmp_path, tiny_supernet, fast_target
 ):
+    require(postgres.unavailable())
     with postgres.postgres_server() as url:
         args = [
             "--latency-budget",

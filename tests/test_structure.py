@@ -4,6 +4,8 @@ no CLI imports another CLI, and no file grows past what one reader holds in mind
 from __future__ import annotations
 
 import ast
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -72,3 +74,40 @@ def test_no_cli_imports_another_cli():
 @pytest.mark.parametrize("path", _sources(), ids=lambda p: str(p.relative_to(REPO)))
 def test_no_file_is_longer_than_a_reader_holds(path):
     assert len(path.read_text().splitlines()) <= MAX_LINES
+
+
+def _components(tmp_path: Path, ci: str) -> subprocess.CompletedProcess[str]:
+    """``.ci/components`` on a PATH without Chromium or PostgreSQL, as a non-root user."""
+    bin_dir = tmp_path / f"bin-{ci or 'local'}"
+    bin_dir.mkdir()
+    (bin_dir / "id").write_text("#!/bin/sh\necho 1000\n")
+    (bin_dir / "id").chmod(0o755)
+    (bin_dir / "ls").symlink_to(shutil.which("ls") or "/bin/ls")
+    return subprocess.run(
+        [shutil.which("bash") or "/bin/bash", str(REPO / ".ci" / "components")],
+        env={"PATH": str(bin_dir), "CI": ci},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_ci_fails_in_one_line_when_a_real_component_is_missing(tmp_path):
+    failed = _components(tmp_path, "true")
+    lines = failed.stderr.strip().splitlines()
+    assert failed.returncode == 1 and len(lines) == 1, failed.stderr
+    assert lines[0].startswith("error: not root,") and "chromium" in lines[0]
+    warned = _components(tmp_path, "")  # outside CI: a warning, and the tests skip
+    assert warned.returncode == 0 and warned.stderr.startswith("warning: not root,")
+
+
+def test_ci_turns_a_missing_component_into_a_failure(monkeypatch):
+    from .helpers import require
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true and no browser"):
+        require("no browser")
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception, match="no browser"):
+        require("no browser")
+    require(None)  # present: nothing happens

@@ -14,27 +14,13 @@ from nas.data import BatchLoader, DataSplits, Split
 from nas.models import ReferenceNet, ShuffleNetV2, Supernet
 
 
-@torch.no_grad()
 def recalibrate_bn(
     model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], num_batches: int
 ) -> nn.Module:
-    """Re-estimate every BatchNorm's running statistics from ``num_batches`` batches.
-
-    Statistics are reset and then accumulated as an exact average over the batches
-    (``momentum=None``), in training mode without gradients; the model's mode is kept.
-    """
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    was_training = model.training
-    model.train()
-    for x, _ in itertools.islice(batches, num_batches):
-        model(x)
-    for m, momentum in zip(norms, momenta, strict=True):
-        m.momentum = momentum
-    model.train(was_training)
+    """Re-estimate every BatchNorm's running statistics from ``num_batches`` batches:
+    torch's ``swa_utils.update_bn`` (statistics reset, then an exact average over the
+    batches, in training mode without gradients; the model's mode is kept)."""
+    torch.optim.swa_utils.update_bn(itertools.islice(batches, num_batches), model)
     return model
 
 
