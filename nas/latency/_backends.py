@@ -28,6 +28,8 @@ RUNTIMES: dict[str, type[Backend]] = {}
 
 
 def register_runtime(cls: type[Backend]) -> type[Backend]:
+    if cls.name in RUNTIMES:
+        raise ValueError(f"runtime {cls.name!r} is registered already")
     RUNTIMES[cls.name] = cls
     return cls
 

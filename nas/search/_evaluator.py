@@ -5,17 +5,86 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
 from nas.arch import ArchConfig
 from nas.data import DataSplits
-from nas.latency import HardwareTarget, LatencyMeter, LatencyPredictor
+from nas.latency import HardwareTarget, LatencyMeter, LatencyPredictor, LatencyStats
 from nas.models import Supernet, count_flops, count_params
 from nas.train import subnet_accuracy
 
-PROXIES = ("measured", "predicted", "flops")
+
+class LatencyProxy:
+    """The search's second objective for an arch: what stands in for its latency.
+
+    ``unit``: of the objective and the budget; ``slack``: how far over the budget a
+    candidate may score and still be measured for the final front (a proxy may be off
+    near the budget; the final front is always measured)."""
+
+    name: ClassVar[str]
+    unit: ClassVar[str] = "ms"
+    slack: ClassVar[float] = 1.15
+
+    def objective(
+        self, evaluator: Evaluator, arch: ArchConfig, predicted: float | None, flops: int
+    ) -> tuple[float, LatencyStats | None]:
+        """The objective, and the measurement when one was made."""
+        raise NotImplementedError
+
+
+PROXIES: dict[str, LatencyProxy] = {}
+
+
+def register_proxy(cls: type[LatencyProxy]) -> type[LatencyProxy]:
+    if cls.name in PROXIES:
+        raise ValueError(f"latency proxy {cls.name!r} is registered already")
+    PROXIES[cls.name] = cls()
+    return cls
+
+
+@register_proxy
+class Measured(LatencyProxy):
+    """The median measured on the target (the search's ground truth)."""
+
+    name = "measured"
+    slack = 1.0
+
+    def objective(
+        self, evaluator: Evaluator, arch: ArchConfig, predicted: float | None, flops: int
+    ) -> tuple[float, LatencyStats | None]:
+        if evaluator.meter is None:
+            raise ValueError("the measured proxy needs a LatencyMeter")
+        stats = evaluator.meter.measure_arch(arch).stats
+        return stats.median_ms, stats
+
+
+@register_proxy
+class Predicted(LatencyProxy):
+    """The lookup-table predictor's latency."""
+
+    name = "predicted"
+
+    def objective(
+        self, evaluator: Evaluator, arch: ArchConfig, predicted: float | None, flops: int
+    ) -> tuple[float, LatencyStats | None]:
+        if predicted is None:
+            raise ValueError("the predicted proxy needs a LatencyPredictor")
+        return predicted, None
+
+
+@register_proxy
+class Flops(LatencyProxy):
+    """Multiply-accumulates (millions): what a FLOPs-driven search would optimise."""
+
+    name = "flops"
+    unit = "MFLOPs"
+
+    def objective(
+        self, evaluator: Evaluator, arch: ArchConfig, predicted: float | None, flops: int
+    ) -> tuple[float, LatencyStats | None]:
+        return flops / 1e6, None
 
 
 @dataclass
@@ -88,7 +157,7 @@ class Evaluator:
         seed: int = 0,
     ) -> None:
         if proxy not in PROXIES:
-            raise ValueError(proxy)
+            raise ValueError(f"unknown proxy {proxy!r}")
         self.supernet, self.data, self.target, self.proxy = supernet, data, target, proxy
         self.meter, self.predictor = meter, predictor
         self.bn_batches, self.batch_size, self.device, self.seed = (
@@ -110,18 +179,11 @@ class Evaluator:
         """Latency first (cheap, and the caller may report it early), then accuracy."""
         predicted = self.predictor.predict(arch) if self.predictor is not None else None
         flops, params = count_flops(arch), count_params(arch)
+        objective, stats = PROXIES[self.proxy].objective(self, arch, predicted, flops)
         latency = p90 = cv = None
         noisy = False
-        if self.proxy == "measured":
-            assert self.meter is not None
-            stats = self.meter.measure_arch(arch).stats
+        if stats is not None:
             latency, p90, cv, noisy = stats.median_ms, stats.p90_ms, stats.cv, stats.noisy
-            objective = latency
-        elif self.proxy == "predicted":
-            assert predicted is not None
-            objective = predicted
-        else:
-            objective = flops / 1e6
         if on_latency is not None:
             on_latency(objective)
         with torch.inference_mode(False):

@@ -10,7 +10,7 @@ import optuna
 from tqdm.auto import tqdm
 
 from nas.latency import LatencyMeter
-from nas.search._evaluator import Evaluation
+from nas.search._evaluator import PROXIES, Evaluation
 from nas.search._objective import complete_trials
 from nas.search._pareto import pareto_front
 from nas.search._prepare import SearchContext
@@ -34,7 +34,7 @@ def final_front(
     Pareto set of those within the latency budget by measurement."""
     trials = [t for t in complete_trials(study) if "val_acc" in t.user_attrs]
     o = ctx.options
-    slack = 1.0 if o.proxy == "measured" else 1.15  # proxies may be off near the budget
+    slack = PROXIES[o.proxy].slack  # a proxy may be off near the budget
     near = [t for t in trials if t.values[1] <= budget * slack]
     points = [(t.values[0], t.values[1]) for t in near]
     candidates = [near[i] for i in pareto_front(points)]

@@ -9,7 +9,7 @@ import optuna
 from tqdm.auto import tqdm
 
 from nas.latency import MeasurementError
-from nas.search._evaluator import Evaluation, Evaluator
+from nas.search._evaluator import PROXIES, Evaluation, Evaluator
 from nas.search._prepare import SearchContext
 
 
@@ -21,7 +21,7 @@ def optimize(ctx: SearchContext, study: optuna.Study, evaluator: Evaluator, budg
     o = ctx.options
     done = len(complete_trials(study))
     remaining = max(0, o.trials - done)
-    unit = "MFLOPs" if o.proxy == "flops" else "ms"
+    unit = PROXIES[o.proxy].unit
     if done:
         ctx.log(f"study {ctx.study_name}: {done} trials already complete, {remaining} to go")
     if remaining == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -12,7 +13,39 @@ import optuna
 from nas._errors import ConfigError
 from nas.data import mix_seed
 
-SAMPLERS = ("tpe", "nsga2", "random")
+SamplerFactory = Callable[[int, bool], optuna.samplers.BaseSampler]
+#: name -> factory(seed, shared): one Optuna sampler each (``register_sampler`` adds one).
+SAMPLERS: dict[str, SamplerFactory] = {}
+
+
+def register_sampler(name: str) -> Callable[[SamplerFactory], SamplerFactory]:
+    def add(factory: SamplerFactory) -> SamplerFactory:
+        if name in SAMPLERS:
+            raise ValueError(f"sampler {name!r} is registered already")
+        SAMPLERS[name] = factory
+        return factory
+
+    return add
+
+
+@register_sampler("tpe")
+def _tpe(seed: int, shared: bool) -> optuna.samplers.BaseSampler:
+    # constant_liar keeps parallel workers from proposing the same point
+    return optuna.samplers.TPESampler(
+        seed=seed, multivariate=True, n_startup_trials=10, constant_liar=shared
+    )
+
+
+@register_sampler("nsga2")
+def _nsga2(seed: int, shared: bool) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.NSGAIISampler(seed=seed)
+
+
+@register_sampler("random")
+def _random(seed: int, shared: bool) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
 # validation accuracy up, latency (or FLOPs) down
 DIRECTIONS = (optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE)
 
@@ -60,18 +93,11 @@ def _rdb(url: str, engine: dict[str, Any], interval: int, grace: int) -> optuna.
 
 def make_sampler(name: str, seed: int, shared: bool) -> optuna.samplers.BaseSampler:
     """``shared``: other workers may run at the same time (their seeds must differ)."""
+    if name not in SAMPLERS:
+        raise ConfigError(f"unknown sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
     if shared:
         seed = mix_seed(seed, os.getpid()) % 2**32  # numpy's seeds are 32-bit
-    if name == "tpe":
-        # constant_liar keeps parallel workers from proposing the same point
-        return optuna.samplers.TPESampler(
-            seed=seed, multivariate=True, n_startup_trials=10, constant_liar=shared
-        )
-    if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ConfigError(f"unknown sampler {name!r}: choose one of {', '.join(SAMPLERS)}")
+    return SAMPLERS[name](seed, shared)
 
 
 def open_study(
