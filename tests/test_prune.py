@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from compress.prune import (
+    IMPORTANCES,
     PruneConfig,
     apply,
     channel_groups,
+    channel_scores,
     count_channels,
     layout_of,
     prune_once,
@@ -108,7 +110,7 @@ def test_standard_layout_and_empty_pruning_agree():
     assert count_channels(layout) == expected
 
 
-@pytest.mark.parametrize("importance", ["l1", "group-norm", "taylor"])
+@pytest.mark.parametrize("importance", sorted(IMPORTANCES))
 @pytest.mark.parametrize("global_ranking", [False, True])
 def test_prune_once_reaches_the_ratio(importance, global_ranking):
     torch.manual_seed(1)
@@ -325,3 +327,42 @@ def test_cli_refuses_supernets_and_archless_checkpoints(tmp_path, capsys):
     save_checkpoint(tmp_path / "m.pt", {"kind": "model", "state_dict": {}})
     code, _, err = call_cli(main, ["--checkpoint", tmp_path / "m.pt", *args], capsys)
     assert code == 2 and "has no 'arch'" in err
+
+
+@pytest.mark.parametrize("importance", sorted(IMPORTANCES))
+def test_every_importance_ranks_an_emptied_channel_last(importance):
+    """The importance contract: one finite, nonnegative score per channel of every layer,
+    and a channel whose weights are all zero (it computes nothing) scores lowest."""
+    from compress.prune import NEEDS_GRADIENTS, accumulate_gradients
+
+    torch.manual_seed(0)
+    model = ShuffleNetV2(preset("shufflenet_v2_x0_5_cifar"))
+    layers = channel_groups(layout_of(model))
+    name, layer = next((n, g) for n, g in layers.items() if n.endswith(".mid"))
+    modules = dict(model.named_modules())
+    with torch.no_grad():  # empty channel 3 of this layer: every weight it owns
+        for module, role, index in layer.channels[3]:
+            weight = modules[module].weight
+            if role in ("out", "dw", "bn"):
+                weight[index] = 0
+            else:
+                weight[:, index] = 0
+    if importance in NEEDS_GRADIENTS:
+        data = load_data("synthetic")
+        from nas.data import BatchLoader
+
+        batches = BatchLoader(data.train, 16, mean=data.mean, std=data.std, shuffle=True)
+        accumulate_gradients(model, batches, 2)
+    scores = channel_scores(model, layers, importance)
+    assert set(scores) == set(layers)
+    for n, values in scores.items():
+        assert len(values) == len(layers[n].channels)
+        assert torch.isfinite(values).all() and (values >= 0).all()
+    assert scores[name][3] == scores[name].min() == 0
+
+
+def test_an_importance_name_is_registered_once():
+    from compress.prune import register_importance
+
+    with pytest.raises(ValueError, match="registered already"):
+        register_importance("l1")(lambda modules, members: 0.0)

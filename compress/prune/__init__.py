@@ -5,22 +5,27 @@ from compress._common import model_metrics
 from compress.prune._groups import Layer, channel_groups, pruned_layout, shuffle_order
 from compress.prune._prune import (
     IMPORTANCES,
+    NEEDS_GRADIENTS,
     SCOPES,
     PruneConfig,
+    accumulate_gradients,
     apply,
     channel_scores,
     count_channels,
     layout_of,
     prune_once,
+    register_importance,
     select,
 )
 from compress.prune._run import prune_checkpoint
 
 __all__ = [
     "IMPORTANCES",
+    "NEEDS_GRADIENTS",
     "SCOPES",
     "Layer",
     "PruneConfig",
+    "accumulate_gradients",
     "apply",
     "channel_groups",
     "channel_scores",
@@ -30,6 +35,7 @@ __all__ = [
     "prune_checkpoint",
     "prune_once",
     "pruned_layout",
+    "register_importance",
     "select",
     "shuffle_order",
 ]

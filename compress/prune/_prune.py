@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,27 @@ from compress.prune._groups import (
 from nas import ConfigError
 from nas.models import ModelLayout, ShuffleNetV2
 
-IMPORTANCES = ("l1", "group-norm", "taylor")
+# A channel's members: (module name, role, index) for everything the channel owns.
+Members = list[tuple[str, str, int]]
+#: name -> score(modules, members) of one channel (higher: keep); ``register_importance``.
+IMPORTANCES: dict[str, Callable[[dict[str, nn.Module], Members], float]] = {}
+NEEDS_GRADIENTS: set[str] = set()  # importances scored from gradients accumulated first
+
+
+def register_importance(
+    name: str, needs_gradients: bool = False
+) -> Callable[[Callable[[dict[str, nn.Module], Members], float]], Any]:
+    def add(score: Callable[[dict[str, nn.Module], Members], float]) -> Any:
+        if name in IMPORTANCES:
+            raise ValueError(f"importance {name!r} is registered already")
+        IMPORTANCES[name] = score
+        if needs_gradients:
+            NEEDS_GRADIENTS.add(name)
+        return score
+
+    return add
+
+
 SCOPES = ("all", "internal")
 _PRUNE_FNS = {
     "out": tp.prune_conv_out_channels,
@@ -104,29 +125,32 @@ def channel_scores(
     Molchanov et al.); needs gradients accumulated on training batches first.
     """
     modules = dict(model.named_modules())
-    scores: dict[str, Tensor] = {}
+    score = IMPORTANCES[importance]
     with torch.no_grad():
-        for name, layer in layers.items():
-            values = []
-            for members in layer.channels:
-                if importance == "l1":
-                    module, role, index = members[0]
-                    values.append(float(_slice(modules[module], role, index).abs().sum()))
-                elif importance == "group-norm":
-                    values.append(
-                        sum(float(_slice(modules[m], r, i).pow(2).sum()) for m, r, i in members)
-                    )
-                else:
-                    values.append(
-                        abs(
-                            sum(
-                                float((_slice(modules[m], r, i) * _grad(modules[m], r, i)).sum())
-                                for m, r, i in members
-                            )
-                        )
-                    )
-            scores[name] = torch.tensor(values, dtype=torch.float64)
-    return scores
+        return {
+            name: torch.tensor([score(modules, m) for m in layer.channels], dtype=torch.float64)
+            for name, layer in layers.items()
+        }
+
+
+@register_importance("l1")
+def _l1(modules: dict[str, nn.Module], members: Members) -> float:
+    module, role, index = members[0]  # the conv that produces the channel
+    return float(_slice(modules[module], role, index).abs().sum())
+
+
+@register_importance("group-norm")
+def _group_norm(modules: dict[str, nn.Module], members: Members) -> float:
+    return sum(float(_slice(modules[m], r, i).pow(2).sum()) for m, r, i in members)
+
+
+@register_importance("taylor", needs_gradients=True)
+def _taylor(modules: dict[str, nn.Module], members: Members) -> float:
+    return abs(
+        sum(
+            float((_slice(modules[m], r, i) * _grad(modules[m], r, i)).sum()) for m, r, i in members
+        )
+    )
 
 
 def _grad(module: nn.Module, role: str, index: int) -> Tensor:
@@ -291,9 +315,9 @@ def prune_once(
     remove = max(0, target_removed - already)
     if remove == 0:
         return model
-    if config.importance == "taylor":
+    if config.importance in NEEDS_GRADIENTS:
         if gradient_batches is None:
-            raise ConfigError("taylor importance needs training batches")
+            raise ConfigError(f"{config.importance} importance needs training batches")
         accumulate_gradients(model, gradient_batches, num_batches)
     scores = channel_scores(model, layers, config.importance)
     model.zero_grad(set_to_none=True)
