@@ -4,7 +4,7 @@ search against measured latency.
 The nouns live in one place each: :mod:`nas.arch`, :mod:`nas.space`, :mod:`nas.models`.
 """
 
-from nas._errors import CheckpointError, ConfigError, DataError, NasError
+from nas._errors import CheckpointError, ConfigError, DataError, MeasurementError, NasError
 from nas.arch import PRESETS, ArchConfig, load_arch, preset
 from nas.models import ShuffleNetV2, Supernet, count_flops, count_params
 from nas.space import SearchSpace, load_space
@@ -17,6 +17,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "DataError",
+    "MeasurementError",
     "NasError",
     "SearchSpace",
     "ShuffleNetV2",

@@ -21,3 +21,7 @@ class CheckpointError(NasError):
 
 class DataError(NasError):
     """A data source that is missing, empty, unreadable or wrongly laid out."""
+
+
+class MeasurementError(NasError):
+    """The measuring process failed on a model (its message says why)."""

@@ -7,11 +7,10 @@ from nas.arch._config import (
     ArchConfig,
     UnitSpec,
     conv_out,
-    load_arch,
     param_names,
     split_channels,
 )
-from nas.arch._presets import PRESETS, preset
+from nas.arch._presets import PRESETS, load_arch, preset
 
 __all__ = [
     "KERNEL_SIZES",

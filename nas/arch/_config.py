@@ -9,7 +9,6 @@ import json
 import math
 import os
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from nas._errors import ConfigError
@@ -291,19 +290,4 @@ def _ratio_triple(value: Any) -> tuple[float, float, float]:
         _ratio("split_ratios[0]", a),
         _ratio("split_ratios[1]", b),
         _ratio("split_ratios[2]", c),
-    )
-
-
-def load_arch(spec: str | os.PathLike[str]) -> ArchConfig:
-    """Resolve ``spec`` as a preset name or a path to an arch YAML file."""
-    from nas.arch._presets import PRESETS
-
-    text = os.fspath(spec)
-    if text in PRESETS:
-        return PRESETS[text]
-    path = Path(text)
-    if path.exists() or path.suffix in (".yaml", ".yml"):
-        return ArchConfig.from_yaml(path)
-    raise ConfigError(
-        f"unknown arch {text!r}: give a preset ({', '.join(PRESETS)}) or a path to an arch YAML"
     )

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from types import MappingProxyType
 
+from nas._errors import ConfigError
 from nas.arch._config import ArchConfig
 
 # (stage widths, last conv channels) from torchvision.models.shufflenetv2; repeats 4-8-4.
@@ -33,9 +36,20 @@ PRESETS = MappingProxyType(_build())
 
 def preset(name: str, **changes: object) -> ArchConfig:
     """A preset by name, optionally with fields changed (e.g. ``num_classes=100``)."""
-    from nas._errors import ConfigError
-
     if name not in PRESETS:
         raise ConfigError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}")
     arch = PRESETS[name]
     return arch.replace(**changes) if changes else arch
+
+
+def load_arch(spec: str | os.PathLike[str]) -> ArchConfig:
+    """Resolve ``spec`` as a preset name or a path to an arch YAML file."""
+    text = os.fspath(spec)
+    if text in PRESETS:
+        return PRESETS[text]
+    path = Path(text)
+    if path.exists() or path.suffix in (".yaml", ".yml"):
+        return ArchConfig.from_yaml(path)
+    raise ConfigError(
+        f"unknown arch {text!r}: give a preset ({', '.join(PRESETS)}) or a path to an arch YAML"
+    )

@@ -7,11 +7,12 @@ results; :class:`LatencyPredictor` predicts from a per-block lookup table and is
 against end-to-end measurement.
 """
 
+from nas._errors import MeasurementError
 from nas.latency._backends import RUNTIMES, Backend, register_runtime
 from nas.latency._blocks import Block, arch_blocks, space_blocks
 from nas.latency._budget import format_ms, parse_latency
 from nas.latency._cache import LatencyCache
-from nas.latency._meter import LatencyMeter, Measurement, MeasurementError
+from nas.latency._meter import LatencyMeter, Measurement
 from nas.latency._predictor import LatencyPredictor, build_lut, default_lut_path
 from nas.latency._stats import LatencyStats, run_protocol, summarize
 from nas.latency._target import DEFAULT_TARGET, HardwareTarget, load_target, shipped_targets

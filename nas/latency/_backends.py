@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from nas._errors import ConfigError
+from nas._errors import ConfigError, MeasurementError
 from nas.env import package_version
 
 if TYPE_CHECKING:
@@ -280,8 +280,6 @@ class _RemoteClient:
     ) -> dict[str, Any]:
         import urllib.error
         import urllib.request
-
-        from nas.latency._meter import MeasurementError
 
         request = urllib.request.Request(
             self.url + path,

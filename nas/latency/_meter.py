@@ -18,17 +18,13 @@ from typing import Any
 
 from torch import nn
 
-from nas._errors import ConfigError, NasError
+from nas._errors import ConfigError, MeasurementError
 from nas.arch import ArchConfig
 from nas.latency._backends import RUNTIMES
 from nas.latency._blocks import Block
 from nas.latency._cache import LatencyCache
 from nas.latency._stats import LatencyStats
 from nas.latency._target import HardwareTarget
-
-
-class MeasurementError(NasError):
-    """The measuring process failed on a model (its message says why)."""
 
 
 @dataclass(frozen=True)
