@@ -42,6 +42,7 @@ TINY = {
     "device": "cpu",
     "supernet": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32, "lr": 0.02},
     "search": {"latency_budget": "50ms", "trials": 2, "bn_batches": 1, "sampler": "random"},
+    "final": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 32},
     "baselines": {
         "models": ["shufflenet_v2_x0_5_cifar"],
         "train": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 32},

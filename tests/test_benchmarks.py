@@ -205,6 +205,7 @@ def test_pipeline_benchmark_times_every_stage(tmp_path):
                 "target": str(target),
                 "supernet": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32},
                 "search": {"latency_budget": "50ms", "trials": 2, "bn_batches": 1},
+                "final": {"epochs": 1, "steps_per_epoch": 1, "batch_size": 32},
                 "baselines": None,
                 "prune": None,
                 "quantize": None,
@@ -217,13 +218,14 @@ def test_pipeline_benchmark_times_every_stage(tmp_path):
     assert list(stages) == [
         "supernet",
         "search",
+        "final",
         "baselines",
         "prune",
         "quantize",
         "report",
         "total",
     ]
-    assert [stages[s]["status"] for s in ("supernet", "search", "report")] == ["done"] * 3
+    assert [stages[s]["status"] for s in ("supernet", "search", "final", "report")] == ["done"] * 4
     assert all(
         stages[s]["status"].startswith("left out") for s in ("baselines", "prune", "quantize")
     )

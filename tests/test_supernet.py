@@ -21,7 +21,9 @@ SPACES = search_spaces.available()
 
 @pytest.fixture(
     scope="module",
-    params=[(space, match) for space in SPACES for match in CHANNEL_MATCHES],
+    # matching by position on the CIFAR space only: the ImageNet space adds nothing to it
+    params=[(space, "id") for space in SPACES]
+    + [("shufflenetv2_cifar", m) for m in CHANNEL_MATCHES if m != "id"],
     ids=lambda p: "-".join(p),
 )
 def supernet(request):
