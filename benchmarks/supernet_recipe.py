@@ -128,14 +128,20 @@ def grad_norm_at_init(
     return float(torch.nn.utils.clip_grad_norm_(net.parameters(), float("inf")))
 
 
-def step_seconds(nets: dict[str, Supernet], space: SearchSpace, batch: int) -> dict[str, float]:
+def step_seconds(
+    nets: dict[str, Supernet],
+    space: SearchSpace,
+    batch: int,
+    rounds: int = STEP_ROUNDS,
+    per_round: int = STEPS_PER_ROUND,
+) -> dict[str, float]:
     """Median seconds of one spos step (forward, backward, clip, SGD with momentum and
     weight decay) per net, the nets' steps interleaved round by round on the same sub-nets
     and the same random batch, so machine drift hits every net alike."""
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(batch, space.max_arch.in_channels, 32, 32, generator=gen)
     y = torch.randint(0, space.max_arch.num_classes, (batch,), generator=gen)
-    archs = [space.sample(i) for i in range(STEP_ROUNDS * STEPS_PER_ROUND)]
+    archs = [space.sample(i) for i in range(rounds * per_round)]
     optimizers = {
         name: torch.optim.SGD(
             net.parameters(), lr=1e-3, momentum=0.9, nesterov=True, weight_decay=5e-4
@@ -143,10 +149,10 @@ def step_seconds(nets: dict[str, Supernet], space: SearchSpace, batch: int) -> d
         for name, net in nets.items()
     }
     times: dict[str, list[float]] = {name: [] for name in nets}
-    for r in range(STEP_ROUNDS + 1):  # round 0 warms up
+    for r in range(rounds + 1):  # round 0 warms up
         for name, net in nets.items():
             net.train()
-            for arch in archs[r % STEP_ROUNDS :: STEP_ROUNDS][:STEPS_PER_ROUND]:
+            for arch in archs[r % rounds :: rounds][:per_round]:
                 start = time.perf_counter()
                 optimizers[name].zero_grad(set_to_none=True)
                 F.cross_entropy(net(x, arch), y).backward()
@@ -242,7 +248,8 @@ def main() -> None:
         for name, (changes, scale, _) in VARIANTS.items()
         if name in trained or (args.time_with and args.time_with in name)
     }
-    steps = step_seconds(timed, space, s.batch_size)
+    rounds = (1, 1) if args.scale == "tiny" else (STEP_ROUNDS, STEPS_PER_ROUND)  # CI smoke
+    steps = step_seconds(timed, space, s.batch_size, *rounds)
     for row in rows:
         row["step_s_side_by_side"] = round(steps[row["variant"]], 3)
     notes = (
@@ -256,7 +263,7 @@ def main() -> None:
         "all-zero gradient after training. `shared_params_M`: parameters the supernet "
         "holds (and SGD updates every step). `step_s_side_by_side`: median seconds of one "
         f"spos step at batch {s.batch_size}, the variants interleaved over "
-        f"{STEP_ROUNDS} rounds of {STEPS_PER_ROUND} steps on the same sub-nets, freshly "
+        f"{rounds[0]} rounds of {rounds[1]} steps on the same sub-nets, freshly "
         "initialised supernets (compare these, not train_s, which other load can inflate): "
         + ", ".join(f"{name} {t:.3f} s" for name, t in steps.items())
         + "."
