@@ -75,16 +75,24 @@ def test_remote_round_trip_matches_local_measurement(tmp_path, server):
     _, url = server
     arch = preset("shufflenet_v2_x0_5_cifar")
     target = _target(tmp_path, url)
-    with LatencyMeter(target, cache=LatencyCache(tmp_path / "c.sqlite")) as meter:
+    local_target = HardwareTarget("local", "onnxruntime", warmup=3, repeats=15, normalize=False)
+    with (
+        LatencyMeter(target, cache=LatencyCache(tmp_path / "c.sqlite")) as meter,
+        LatencyMeter(local_target, cache=None) as local_meter,
+    ):
         assert meter.environment["device"]["protocol"] == 1  # keyed by the device's identity
         remote = meter.measure_arch(arch)
         again = meter.measure_arch(arch)
-    local_target = HardwareTarget("local", "onnxruntime", warmup=3, repeats=15, normalize=False)
-    with LatencyMeter(local_target, cache=None) as meter:
-        local = meter.measure_arch(arch)
+        # passes alternate between the two, and the fastest of each is compared: other load
+        # on this machine (the other test worker) only ever slows a pass down
+        remote_ms, local_ms = [remote.stats.median_ms], []
+        for p in range(3):
+            local_ms.append(local_meter.measure_arch(arch, repeat=p).stats.median_ms)
+            if p:
+                remote_ms.append(meter.measure_arch(arch, repeat=p).stats.median_ms)
     assert remote.stats.runs >= 10 and not remote.cached and again.cached
-    ratio = remote.stats.median_ms / local.stats.median_ms
-    assert 0.5 < ratio < 2.0, (remote.stats.median_ms, local.stats.median_ms)
+    ratio = min(remote_ms) / min(local_ms)
+    assert 0.5 < ratio < 2.0, (remote_ms, local_ms)
 
 
 def test_wrong_token_is_refused(tmp_path, server):
