@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from typing import NoReturn
@@ -55,3 +56,9 @@ def run(
             file=sys.stderr,
         )
         return 130
+
+
+def field_type(f: dataclasses.Field[object]) -> Callable[[str], object]:
+    """The argparse ``type`` of a dataclass field annotated ``int``, ``float`` or ``str``
+    (optionally ``| None``), read from its annotation."""
+    return {"int": int, "float": float, "str": str}[str(f.type).split("|")[0].strip()]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from nas.cli import field_type
 from nas.data._dataset import DataSpec
 
 HELP = {
@@ -20,7 +21,6 @@ HELP = {
 }
 FLAGS = {"source": "data"}  # field -> option name (``--data``), where they differ
 CHOICES = {"channels": (1, 3)}
-TYPES = {"str": str, "int": int, "float": float}
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +35,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument(
             "--" + name.replace("_", "-"),
             dest=name,
-            type=TYPES[str(f.type).split("|")[0].strip()],
+            type=field_type(f),
             default=default,
             choices=CHOICES.get(f.name),
             help=HELP[f.name] + shown,

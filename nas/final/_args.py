@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from nas.cli import field_type
 from nas.final._config import DEFAULT_LR, INITS, FinalTraining
 
 HELP = {
@@ -36,11 +37,10 @@ def add_final_arguments(
         if isinstance(default, bool):
             group.add_argument(flag, dest=f"final_{f.name}", action="store_true", help=text)
             continue
-        kind = float if f.name in ("lr", "kd_ratio") else int if f.name != "init" else str
         group.add_argument(
             flag,
             dest=f"final_{f.name}",
-            type=kind,
+            type=field_type(f),
             default=default,
             choices=INITS if f.name == "init" else None,
             help=text,

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nas.cli import ArgumentParser, run
+from nas.cli import ArgumentParser, field_type, run
 from nas.data import add_data_arguments, data_spec
 from nas.models import CHANNEL_MATCHES
 from nas.train._config import SCHEDULES, SUPERNET_RECIPE, TrainConfig
@@ -66,7 +66,7 @@ def add_recipe_arguments(group: argparse._ArgumentGroup) -> None:
                 help=text,
             )
             continue
-        kind = {"int": int, "float": float, "str": str}[str(f.type).split("|")[0].strip()]
+        kind = field_type(f)
         group.add_argument(
             flag, type=kind, choices=CHOICES.get(f.name), default=argparse.SUPPRESS, help=text
         )
