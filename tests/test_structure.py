@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,58 @@ def test_ci_turns_a_missing_component_into_a_failure(monkeypatch):
     with pytest.raises(pytest.skip.Exception, match="no browser"):
         require("no browser")
     require(None)  # present: nothing happens
+
+
+# Loads every kind of YAML a user validates, good and bad, then fails if torch came in.
+_LIGHT_VALIDATION = """
+import sys
+from pathlib import Path
+
+import search_spaces
+from nas import ConfigError
+from nas.arch import PRESETS, load_arch
+from nas.latency import RUNTIMES, load_target, parse_latency, shipped_targets
+from nas.space import load_space
+
+tmp = Path(sys.argv[1])
+for name in shipped_targets():
+    load_target(name)
+for name in search_spaces.available():
+    load_space(name).sample(0)
+for name in PRESETS:
+    load_arch(name)
+load_space(sys.argv[2])
+(tmp / "mine.yaml").write_text("name: mine\\nruntime: onnxruntime\\nthreads: 2\\n")
+assert load_target(tmp / "mine.yaml").threads == 2
+(tmp / "bad.yaml").write_text("name: bad\\nruntime: tensorrt\\n")
+try:
+    load_target(tmp / "bad.yaml")
+    raise SystemExit("an unknown runtime was accepted")
+except ConfigError as error:
+    assert "tensorrt" in str(error) and "onnxruntime" in str(error), error
+assert "remote" in RUNTIMES and parse_latency("25ms") == 25.0
+heavy = sorted(m for m in ("torch", "torchvision", "onnxruntime", "optuna") if m in sys.modules)
+assert not heavy, heavy
+"""
+
+
+def test_validating_yaml_imports_no_torch(tmp_path):
+    from .conftest import TINY_SPACE
+
+    done = subprocess.run(
+        [sys.executable, "-c", _LIGHT_VALIDATION, str(tmp_path), str(TINY_SPACE)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    listed = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "nas.latency", "targets"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=REPO,
+    )
+    assert listed.returncode == 0 and "cpu-ort-1t" in listed.stdout, listed.stderr
+    assert "| torch" not in listed.stderr  # -X importtime lists every module imported

@@ -5,18 +5,41 @@ The search optimises *measured* latency: :class:`LatencyMeter` measures on a
 repeats, IQR outlier rejection, median with spread, retries while noisy) and caches
 results; :class:`LatencyPredictor` predicts from a per-block lookup table and is validated
 against end-to-end measurement.
+
+Targets, runtimes and budgets load without torch; the measuring parts import it when first
+used.
 """
 
+from typing import TYPE_CHECKING
+
 from nas._errors import MeasurementError
-from nas.latency._backends import RUNTIMES, Backend, register_runtime
-from nas.latency._blocks import Block, arch_blocks, space_blocks
+from nas._lazy import lazy_attributes
 from nas.latency._budget import format_ms, parse_latency
-from nas.latency._cache import LatencyCache
-from nas.latency._meter import LatencyMeter, Measurement
-from nas.latency._predictor import LatencyPredictor, build_lut, default_lut_path
-from nas.latency._stats import LatencyStats, run_protocol, summarize
+from nas.latency._runtimes import RUNTIMES, register_runtime
 from nas.latency._target import DEFAULT_TARGET, HardwareTarget, load_target, shipped_targets
-from nas.latency._validate import error_by_axis, kendall_tau, validate, write_report
+
+if TYPE_CHECKING:
+    from nas.latency._backends import Backend
+    from nas.latency._blocks import Block, arch_blocks, space_blocks
+    from nas.latency._cache import LatencyCache
+    from nas.latency._meter import LatencyMeter, Measurement
+    from nas.latency._predictor import LatencyPredictor, build_lut, default_lut_path
+    from nas.latency._stats import LatencyStats, run_protocol, summarize
+    from nas.latency._validate import error_by_axis, kendall_tau, validate, write_report
+
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    globals(),
+    {
+        "nas.latency._backends": ("Backend",),
+        "nas.latency._blocks": ("Block", "arch_blocks", "space_blocks"),
+        "nas.latency._cache": ("LatencyCache",),
+        "nas.latency._meter": ("LatencyMeter", "Measurement"),
+        "nas.latency._predictor": ("LatencyPredictor", "build_lut", "default_lut_path"),
+        "nas.latency._stats": ("LatencyStats", "run_protocol", "summarize"),
+        "nas.latency._validate": ("error_by_axis", "kendall_tau", "validate", "write_report"),
+    },
+)
 
 __all__ = [
     "DEFAULT_TARGET",

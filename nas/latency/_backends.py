@@ -19,19 +19,11 @@ import torch
 from torch import nn
 
 from nas._errors import ConfigError, MeasurementError
-from nas.env import package_version
+from nas.env import cpu_model, package_version
+from nas.latency._runtimes import register_runtime
 
 if TYPE_CHECKING:
     from nas.latency._target import HardwareTarget
-
-RUNTIMES: dict[str, type[Backend]] = {}
-
-
-def register_runtime(cls: type[Backend]) -> type[Backend]:
-    if cls.name in RUNTIMES:
-        raise ValueError(f"runtime {cls.name!r} is registered already")
-    RUNTIMES[cls.name] = cls
-    return cls
 
 
 class Backend(ABC):
@@ -51,8 +43,6 @@ class Backend(ABC):
     @classmethod
     def environment(cls, target: HardwareTarget) -> dict[str, Any]:
         """Where measurements come from: the cache key's machine and library part."""
-        from nas.env import cpu_model
-
         return {"cpu": cpu_model(), **cls.versions()}
 
     @classmethod

@@ -20,9 +20,9 @@ from torch import nn
 
 from nas._errors import ConfigError, MeasurementError
 from nas.arch import ArchConfig
-from nas.latency._backends import RUNTIMES
 from nas.latency._blocks import Block
 from nas.latency._cache import LatencyCache
+from nas.latency._runtimes import RUNTIMES
 from nas.latency._stats import LatencyStats
 from nas.latency._target import HardwareTarget
 

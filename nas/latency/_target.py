@@ -13,6 +13,7 @@ from typing import Any
 
 from nas._errors import ConfigError
 from nas._yaml import read_yaml_mapping, write_yaml_atomic
+from nas.latency._runtimes import RUNTIMES
 
 DEFAULT_TARGET = "cpu-torch-1t"
 DTYPES = ("float32", "bfloat16", "float16")
@@ -49,8 +50,6 @@ class HardwareTarget:
     path: Path | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        from nas.latency._backends import RUNTIMES
-
         if self.runtime not in RUNTIMES:
             raise ConfigError(
                 f"target {self.name!r}: unknown runtime {self.runtime!r} "

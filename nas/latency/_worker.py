@@ -92,7 +92,7 @@ class Reference:
 
 
 def serve(conn: Connection, target_data: dict[str, Any], cores: list[int] | None) -> None:
-    from nas.latency._backends import RUNTIMES
+    from nas.latency._runtimes import RUNTIMES
     from nas.latency._stats import run_protocol
     from nas.latency._target import HardwareTarget
 
