@@ -19,8 +19,9 @@ import pytest
 import yaml
 
 from nas import preset
-from nas.latency import HardwareTarget
+from nas.latency import HardwareTarget, kendall_tau
 from nas.space import load_space
+from reports import collect
 from tests.conftest import REPO, TINY_SPACE
 
 BENCH = REPO / "benchmarks"
@@ -127,8 +128,28 @@ def _check_flops_proxy_and_ranking(chain):
     assert {(r["budget"].split()[0], r["latency_model"]) for r in flops["rows"]} == {
         (b, m) for b in ("x0.5", "x1.0") for m in ("measured", "flops")
     }
+    budgets = json.loads((root / "search" / "budgets.json").read_text())[str(target)]
     for row in flops["rows"]:
-        assert row["hypervolume"] >= 0.0 and -1.0 <= row["flops_latency_tau"] <= 1.0
+        # the front's best point alone dominates the strip from its latency to the budget,
+        # and no front dominates more than its best accuracy times the budget
+        budget, best, best_ms = (
+            budgets[row["budget"].split()[0]],
+            row["best_val_acc"],
+            row["best_ms"],
+        )
+        if best is None:  # an empty front dominates nothing
+            assert row["hypervolume"] == 0.0
+            continue
+        floor = best * max(budget - best_ms, 0.0)
+        assert floor - 1e-9 <= row["hypervolume"] <= best * budget + 1e-9
+    for name, detail in flops["details"].items():
+        timed = collect(Path(detail["runs"]["measured"])).trials.dropna(
+            subset=["latency_ms", "flops"]
+        )
+        tau = kendall_tau(timed["flops"], timed["latency_ms"]) if len(timed) > 1 else None
+        for row in flops["rows"]:
+            if name.startswith(f"{row['target']}-{row['budget'].split()[0]}-"):
+                assert _same(row["flops_latency_tau"], tau) and row["archs_timed"] == len(timed)
     for detail in flops["details"].values():
         for pair in detail["misranked"]:
             assert pair["fewer_mflops"] < pair["more_mflops"] and pair["slower_by"] > 1.0
@@ -146,8 +167,28 @@ def _check_flops_proxy_and_ranking(chain):
     sources = [r["source"] for r in ranking["rows"]]
     assert len(sources) == 5 and sources.count("spread") >= 1
     assert {"ShuffleNetV2 x0.5", "ShuffleNetV2 x1.0"} <= set(sources)
-    # a tie in every accuracy (a few steps of training) leaves tau undefined: NaN
-    assert math.isnan(ranking["kendall_tau"]) or -1.0 <= ranking["kendall_tau"] <= 1.0
+    rows = ranking["rows"]
+    assert [r["mflops"] for r in rows] == sorted(r["mflops"] for r in rows)
+    # the baselines are the baselines script's own trained nets, not new ones
+    tested = {r["model"]: r["test_acc"] for r in chain[2]["rows"]}
+    for row in rows:
+        if row["source"] in tested:
+            assert row["standalone_test_acc"] == tested[row["source"]]
+    # tau is the one of these rows (NaN when every accuracy ties after a few steps)
+    estimates = [r["supernet_val_acc"] for r in rows]
+    assert _same(
+        ranking["kendall_tau"], kendall_tau(estimates, [r["standalone_val_acc"] for r in rows])
+    )
+    assert _same(
+        ranking["kendall_tau_test"],
+        kendall_tau(estimates, [r["standalone_test_acc"] for r in rows]),
+    )
+
+
+def _same(a: float | None, b: float | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return (math.isnan(a) and math.isnan(b)) or a == pytest.approx(b)
 
 
 @pytest.mark.slow
