@@ -165,7 +165,7 @@ def test_a_supernet_trained_with_dead_branches_is_refused():
 
 def test_a_zero_branch_scale_is_refused():
     space = load_space(TINY_SPACE)
-    with pytest.raises(ConfigError, match="branch scale must be a positive number"):
+    with pytest.raises(ConfigError, match="branch_scale must be a positive number"):
         Supernet(space, branch_scale=0.0)
     with pytest.raises(ConfigError, match="branch_scale must be a positive number"):
         TrainConfig(branch_scale=0.0)

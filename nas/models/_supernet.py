@@ -52,7 +52,14 @@ def shuffle_ids(ids: Tensor) -> Tensor:
     return ids.view(2, -1).t().reshape(-1)
 
 
-def _check_channel_match(channel_match: str) -> None:
+def check_supernet_options(branch_scale: float, channel_match: str) -> None:
+    """Raise ``ConfigError`` unless ``Supernet(space, branch_scale, channel_match)`` is valid
+    (shared with the training config, which checks before anything is built)."""
+    if not (branch_scale > 0 and math.isfinite(branch_scale)):
+        raise ConfigError(
+            f"branch_scale must be a positive number, got {branch_scale}: at 0 a branch's "
+            "ReLU passes no gradient and the branch never trains"
+        )
     if channel_match not in CHANNEL_MATCHES:
         raise ConfigError(
             f"unknown channel_match {channel_match!r}: choose {' or '.join(CHANNEL_MATCHES)}"
@@ -169,7 +176,7 @@ class Supernet(nn.Module):
         self, space: SearchSpace, branch_scale: float = BRANCH_SCALE, channel_match: str = "id"
     ) -> None:
         super().__init__()
-        _check_channel_match(channel_match)
+        check_supernet_options(branch_scale, channel_match)
         self.space, self.channel_match = space, channel_match
         by_id = channel_match == "id"
         top = space.max_arch
@@ -249,11 +256,7 @@ class Supernet(nn.Module):
         small scale keeps it near the shallow nets'. It must not be 0: the branch ends in a
         ReLU, which passes no gradient where its input is 0, so a zero scale (and zero
         shift) leaves the branch and every layer in it without a gradient for good."""
-        if not (scale > 0 and math.isfinite(scale)):
-            raise ConfigError(
-                f"branch scale must be a positive number, got {scale}: at 0 the branch's "
-                "ReLU passes no gradient and the branch never trains"
-            )
+        check_supernet_options(scale, self.channel_match)
         for last_bn in self.branch_norms():
             nn.init.constant_(last_bn.weight, scale)
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas._errors import ConfigError
-from nas.models import BRANCH_SCALE, CHANNEL_MATCHES
+from nas.models import BRANCH_SCALE, check_supernet_options
 from nas.train._strategies import STRATEGIES
 
 SCHEDULES = ("onecycle", "cosine")
@@ -64,16 +64,7 @@ class TrainConfig:
             raise ConfigError(
                 f"unknown strategy {self.strategy!r}: choose one of {', '.join(STRATEGIES)}"
             )
-        if not (self.branch_scale > 0 and math.isfinite(self.branch_scale)):
-            raise ConfigError(
-                f"branch_scale must be a positive number, got {self.branch_scale}: at 0 a "
-                "branch's ReLU passes no gradient and the branch never trains"
-            )
-        if self.channel_match not in CHANNEL_MATCHES:
-            raise ConfigError(
-                f"unknown channel_match {self.channel_match!r}: "
-                f"choose {' or '.join(CHANNEL_MATCHES)}"
-            )
+        check_supernet_options(self.branch_scale, self.channel_match)
         if self.grad_clip is not None and not (
             self.grad_clip > 0 and math.isfinite(self.grad_clip)
         ):
