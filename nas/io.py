@@ -6,10 +6,12 @@ half-written one. The temporary name carries the process id, so two writers neve
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 
 def write_text_atomic(path: str | os.PathLike[str], text: str) -> Path:
@@ -32,3 +34,21 @@ def write_json_atomic(
     """Write ``data`` as indented JSON (newline at the end) via :func:`write_text_atomic`."""
     text = json.dumps(data, indent=1, sort_keys=sort_keys, default=default) + "\n"
     return write_text_atomic(path, text)
+
+
+_R = TypeVar("_R", bound="Record")
+
+
+class Record:
+    """Mixin for the flat dataclasses stored in checkpoints and JSON (recipes, data specs):
+    ``to_dict`` is ``dataclasses.asdict``; ``from_dict`` takes the fields this version
+    knows and leaves their defaults to the rest, so a file written before a field was
+    added still loads."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[_R], data: Mapping[str, Any]) -> _R:
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in data.items() if k in known})

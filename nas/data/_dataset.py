@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -13,10 +12,11 @@ import torch
 from nas._errors import DataError
 from nas.data._cache import SPLIT_CODES, load_or_build
 from nas.data._sources import resolve_source
+from nas.io import Record
 
 
 @dataclass(frozen=True)
-class DataSpec:
+class DataSpec(Record):
     """Where the data comes from and how it is split.
 
     The validation split is carved from the training images per class with a fixed seed;
@@ -45,14 +45,6 @@ class DataSpec:
                 raise DataError(f"{name} must be >= 1, got {value}")
         if self.channels not in (None, 1, 3):
             raise DataError(f"channels must be 1 or 3, got {self.channels}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> DataSpec:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 @dataclass

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from nas._errors import ConfigError
+from nas.io import Record
 from nas.train import TrainConfig
 
 INITS = ("scratch", "inherit")
@@ -18,7 +17,7 @@ DEFAULT_LR = {"scratch": 0.1, "inherit": 0.02}
 
 
 @dataclass(frozen=True)
-class FinalTraining:
+class FinalTraining(Record):
     """How each front arch is trained before it is delivered.
 
     ``init``: ``scratch`` (the arch's own initialisation, as SPOS retrains its pick) or
@@ -63,11 +62,3 @@ class FinalTraining:
         digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
         kd = "-kd" if self.distill else ""
         return f"{self.init}{kd}-{self.epochs}ep-{digest[:8]}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FinalTraining:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from nas._errors import ConfigError
+from nas.io import Record
 from nas.models import BRANCH_SCALE, check_supernet_options
 from nas.train._strategies import STRATEGIES
 
@@ -15,7 +15,7 @@ SCHEDULES = ("onecycle", "cosine")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Record):
     """Recipe for standalone and supernet training (SGD with Nesterov momentum).
 
     Supernet only: ``strategy`` names a registered :class:`~nas.train.Strategy` (which
@@ -84,14 +84,6 @@ class TrainConfig:
     def supernet(cls, **changes: Any) -> TrainConfig:
         """The supernet recipe (see ``SUPERNET_RECIPE``), with ``changes``."""
         return cls(**{**SUPERNET_RECIPE, **changes})
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 # The supernet recipe shared by ``nas.train --space``, ``nas.search`` and the pipeline.
