@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from nas import ConfigError
-from nas.latency import RUNTIMES, HardwareTarget, kendall_tau, load_target
+from nas.latency import MAX_PASS_SPREAD, RUNTIMES, HardwareTarget, kendall_tau, load_target
 from nas.search import pareto_front
 from reports._answer import answer_section
 from reports._collect import ROLES, RunData, collect
@@ -36,6 +36,8 @@ RESULT_COLUMNS = [
     "latency_min_ms",
     "latency_max_ms",
     "latency_p90_ms",
+    "latency_spread",
+    "passes",
     "speedup_vs_parent",
     "predicted_ms",
     "params",
@@ -158,6 +160,11 @@ def _models_table(part: pd.DataFrame) -> pd.DataFrame:
                 f"{a:.2f}-{b:.2f}"
                 for a, b in zip(shown["latency_min_ms"], shown["latency_max_ms"], strict=True)
             ],
+            "spread": [
+                f"{100 * v:.0f}%{' noisy' if n else ''}"
+                for v, n in zip(shown["latency_spread"], shown["noisy"], strict=True)
+            ],
+            "passes": shown["passes"],
             "p90 ms": shown["latency_p90_ms"].map(_fmt_ms),
             "speedup": shown["speedup_vs_parent"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}x"),
             "predicted ms": shown["predicted_ms"].map(_fmt_ms),
@@ -195,7 +202,9 @@ def _sections(
             shutil.copyfile(image, out / "pareto.png")
         text = [
             f"Every model measured on `{target.name}` ({target.runtime}, {target.threads} "
-            f"thread(s), batch {target.batch_size}): median of the passes; "
+            f"thread(s), batch {target.batch_size}) in separate passes: the median of the "
+            "fastest passes, their spread (max - min over median) beside it; passes that "
+            f"disagreed by more than {MAX_PASS_SPREAD:.0%} were measured again (more passes); "
             "\u2018Pareto\u2019 marks the searched models that no other searched model beats "
             "on both accuracy and latency on this target. Accuracy: validation (selects); "
             "test is reported only."
@@ -206,7 +215,11 @@ def _sections(
                 "arch can drop off the front on this runtime."
             )
         if any(part["noisy"].fillna(False)):
-            text.append("Some measurements were flagged noisy (spread above the target's cv).")
+            text.append(
+                "Some measurements were flagged noisy: their passes still disagreed after "
+                "the extra passes, or a pass's own runs varied beyond the target's cv. "
+                "Their latency is less certain than the others'."
+            )
         missing = [m.name for m in run.models if not m.runs_on(target.runtime)]
         if missing:
             text.append(

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import statistics
-
 import pandas as pd
 from tqdm.auto import tqdm
 
-from nas.latency import HardwareTarget, LatencyMeter, Measurement
+from nas.latency import HardwareTarget, LatencyMeter, Measurement, measure_passes
 from reports._collect import INT8_TORCH_FACTORY, ModelEntry
 
 LATENCY_COLUMNS = [
@@ -17,6 +15,8 @@ LATENCY_COLUMNS = [
     "latency_min_ms",
     "latency_max_ms",
     "latency_p90_ms",
+    "latency_spread",
+    "passes",
     "noisy",
 ]
 
@@ -24,9 +24,10 @@ LATENCY_COLUMNS = [
 def measure_all(
     models: list[ModelEntry], targets: list[HardwareTarget], passes: int, progress: bool
 ) -> pd.DataFrame:
-    """Latency of each model on each target that can run it: the median over ``passes``
-    separate measurements (cached, so a rebuilt report re-measures nothing), with the
-    passes' min and max as the spread."""
+    """Latency of each model on each target that can run it, from ``passes`` separate
+    measurements (cached, so a rebuilt report re-measures nothing; passes that disagree are
+    measured again, see ``measure_passes``): the median of the fastest ``passes``, their
+    min and max and their spread, ``noisy`` where they still disagree."""
     rows = []
     for target in targets:
         subjects = [m for m in models if m.runs_on(target.runtime)]
@@ -35,17 +36,18 @@ def measure_all(
                 subjects, desc=f"measure on {target.name}", unit="model", disable=not progress
             )
             for entry in bar:
-                runs = [_measure(meter, entry, p) for p in range(passes)]
-                medians = [r.median_ms for r in runs]
+                m = measure_passes(lambda p, e=entry: _measure(meter, e, p), passes=passes)
                 rows.append(
                     {
                         "target": target.name,
                         "key": entry.key,
-                        "latency_ms": statistics.median(medians),
-                        "latency_min_ms": min(medians),
-                        "latency_max_ms": max(medians),
-                        "latency_p90_ms": statistics.median(r.stats.p90_ms for r in runs),
-                        "noisy": any(r.stats.noisy for r in runs),
+                        "latency_ms": m.latency_ms,
+                        "latency_min_ms": m.min_ms,
+                        "latency_max_ms": m.max_ms,
+                        "latency_p90_ms": m.p90_ms,
+                        "latency_spread": m.spread,
+                        "passes": len(m.medians),
+                        "noisy": m.noisy,
                     }
                 )
     return pd.DataFrame(rows, columns=LATENCY_COLUMNS)

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from nas._errors import MeasurementError
 from nas._lazy import lazy_attributes
 from nas.latency._budget import format_ms, parse_latency
+from nas.latency._passes import MAX_PASS_SPREAD, PassSummary, measure_passes, pass_spread
 from nas.latency._runtimes import RUNTIMES, register_runtime
 from nas.latency._target import DEFAULT_TARGET, HardwareTarget, load_target, shipped_targets
 
@@ -43,6 +44,7 @@ __getattr__, __dir__ = lazy_attributes(
 
 __all__ = [
     "DEFAULT_TARGET",
+    "MAX_PASS_SPREAD",
     "RUNTIMES",
     "Backend",
     "Block",
@@ -53,6 +55,7 @@ __all__ = [
     "LatencyStats",
     "Measurement",
     "MeasurementError",
+    "PassSummary",
     "arch_blocks",
     "build_lut",
     "default_lut_path",
@@ -60,7 +63,9 @@ __all__ = [
     "format_ms",
     "kendall_tau",
     "load_target",
+    "measure_passes",
     "parse_latency",
+    "pass_spread",
     "register_runtime",
     "run_protocol",
     "shipped_targets",

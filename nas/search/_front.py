@@ -5,33 +5,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import optuna
 from tqdm.auto import tqdm
 
-from nas.latency import LatencyMeter
+from nas.latency import LatencyMeter, PassSummary, measure_passes
 from nas.search._evaluator import PROXIES, Evaluation
 from nas.search._objective import complete_trials
 from nas.search._pareto import pareto_front
 from nas.search._prepare import SearchContext
-
-FINAL_PASSES = 3  # every arch on the final front: median of this many measurements
 
 
 @dataclass
 class FrontEntry:
     trial: int
     evaluation: Evaluation
-    latency_ms: float
-    latency_p90_ms: float
-    passes: list[float]
+    measured: PassSummary
+
+    @property
+    def latency_ms(self) -> float:
+        return self.measured.latency_ms
 
 
 def final_front(
     ctx: SearchContext, study: optuna.Study, meter: LatencyMeter, budget: float
 ) -> list[FrontEntry]:
-    """Every candidate measured end to end (median of several passes); the front is the
-    Pareto set of those within the latency budget by measurement."""
+    """Every candidate measured end to end in several passes (passes that disagree are
+    measured again, see ``measure_passes``); the front is the Pareto set of those within
+    the latency budget by measurement."""
     trials = [t for t in complete_trials(study) if "val_acc" in t.user_attrs]
     o = ctx.options
     slack = PROXIES[o.proxy].slack  # a proxy may be off near the budget
@@ -41,16 +41,15 @@ def final_front(
     entries = []
     for t in tqdm(candidates, desc="measure front", unit="arch", disable=not o.progress):
         ev = Evaluation.from_attrs(t.user_attrs, t.values[1])
-        runs = [meter.measure_arch(ev.arch, repeat=p).stats for p in range(FINAL_PASSES)]
-        medians = [s.median_ms for s in runs]
-        entries.append(
-            FrontEntry(
-                t.number,
-                ev,
-                float(np.median(medians)),
-                float(np.median([s.p90_ms for s in runs])),
-                medians,
-            )
+        passes = measure_passes(lambda p, a=ev.arch: meter.measure_arch(a, repeat=p))
+        entries.append(FrontEntry(t.number, ev, passes))
+    remeasured = [e for e in entries if e.measured.remeasured]
+    noisy = [e for e in entries if e.measured.noisy]
+    if remeasured or noisy:
+        ctx.extra["front_remeasured"], ctx.extra["front_noisy"] = len(remeasured), len(noisy)
+        ctx.log(
+            f"{len(remeasured)} of {len(entries)} front candidates were measured again (their "
+            f"passes disagreed); {len(noisy)} still disagree and are flagged noisy"
         )
     feasible = [e for e in entries if e.latency_ms <= o.latency_budget_ms]
     dropped = len(entries) - len(feasible)
