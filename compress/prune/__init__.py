@@ -2,6 +2,7 @@
 split/concat/shuffle dependencies)."""
 
 from compress._common import model_metrics
+from compress.prune._goal import LatencyGoal, block_size, goal_removal, search_removal
 from compress.prune._groups import Layer, channel_groups, pruned_layout, shuffle_order
 from compress.prune._prune import (
     IMPORTANCES,
@@ -23,19 +24,23 @@ __all__ = [
     "IMPORTANCES",
     "NEEDS_GRADIENTS",
     "SCOPES",
+    "LatencyGoal",
     "Layer",
     "PruneConfig",
     "accumulate_gradients",
     "apply",
+    "block_size",
     "channel_groups",
     "channel_scores",
     "count_channels",
+    "goal_removal",
     "layout_of",
     "model_metrics",
     "prune_checkpoint",
     "prune_once",
     "pruned_layout",
     "register_importance",
+    "search_removal",
     "select",
     "shuffle_order",
 ]

@@ -1,13 +1,18 @@
 """Prune a trained checkpoint structurally.
 
+    python -m compress.prune --checkpoint model.pt --latency 0.6x --target cpu-ort-1t --out p.pt
     python -m compress.prune --checkpoint model.pt --ratio 0.3 --out pruned.pt
 
-Removes ``--ratio`` of all channels (block outputs across splits and shuffles, branch
+``--latency`` removes as many channels as it takes to reach that latency on ``--target``
+(0.6x: 60% of the parent's, or a time such as 3ms), found by measuring candidates there.
+``--ratio`` removes that share of all channels (block outputs across splits and shuffles, branch
 middles, the stem, conv5) or of the ``--scope internal`` ones (branch middles, conv5),
-each pruned layer keeping a multiple of ``--round-to`` channels, ranked by
+each pruned layer keeping a multiple of ``--round-to`` channels (default: the block size
+the target's runtime needs, 8 or 16 for ONNX Runtime by the CPU's ISA, else 1), ranked by
 ``--importance``, per layer or ``--global``, in
 ``--steps`` steps with optional fine-tuning; prints and stores params, FLOPs, measured
-latency on ``--target``, validation and test accuracy before and after.
+latency on ``--target``, validation and test accuracy before and after. With ``--latency``,
+a result that is not faster than its parent on ``--target`` is not kept as ``--out``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", type=Path, required=True)
-    parser.add_argument("--ratio", type=float, required=True, help="share of channels, (0, 1)")
+    goal = parser.add_mutually_exclusive_group(required=True)
+    goal.add_argument(
+        "--latency", help="latency to reach on --target: 0.6x (of the parent's) or 3ms"
+    )
+    goal.add_argument("--ratio", type=float, help="share of channels to remove, (0, 1)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--importance", default="group-norm", help="l1, group-norm or taylor")
     parser.add_argument(
@@ -45,9 +54,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--round-to",
         type=int,
-        default=1,
-        help="pruned layers keep a multiple of this many channels (8: ONNX Runtime's "
-        "NCHWc kernels on AVX2)",
+        default=None,
+        help="pruned layers keep a multiple of this many channels (default: the target "
+        "runtime's block, 8 for ONNX Runtime's NCHWc kernels on AVX2, 16 on AVX-512, else 1)",
     )
     parser.add_argument("--steps", type=int, default=1, help="prune iteratively")
     parser.add_argument("--finetune-epochs", type=int, default=0)
@@ -65,14 +74,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.set_defaults(data=None)
     args = parser.parse_args(argv)
 
-    from compress.prune import PruneConfig, prune_checkpoint
+    from compress.prune import LatencyGoal, PruneConfig, block_size, prune_checkpoint
+    from nas.latency import load_target
 
+    target = None if args.target == "none" else args.target
+    latency = None if args.latency is None else LatencyGoal.parse(args.latency)
+    round_to = args.round_to
+    if round_to is None:
+        round_to = 1 if target is None else block_size(load_target(target))
     config = PruneConfig(
-        args.ratio,
+        0.5 if latency is not None else args.ratio,  # a goal sets the ratio it needs
         args.importance,
         args.global_ranking,
         scope=args.scope,
-        round_to=args.round_to,
+        round_to=round_to,
     )
     if args.out.resolve() == args.checkpoint.resolve():
         from nas import ConfigError
@@ -82,10 +97,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.checkpoint,
         args.out,
         config,
+        latency=latency,
         steps=args.steps,
         finetune_epochs=args.finetune_epochs,
         data=data_spec(args) if args.data is not None else None,
-        target=None if args.target == "none" else args.target,
+        target=target,
         lr=args.lr,
         batch_size=args.batch_size,
         seed=args.seed,

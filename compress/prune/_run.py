@@ -2,31 +2,46 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from compress._common import latency_record, load_source, model_metrics, train_batches
+from compress._common import load_source, model_metrics, train_batches
+from compress.prune._goal import TOLERANCE, LatencyGoal, goal_removal
 from compress.prune._prune import PruneConfig, count_channels, layout_of, prune_once
 from nas import ConfigError
 from nas.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from nas.data import DataSpec, DataSplits
 from nas.io import write_json_atomic
-from nas.latency import LatencyMeter, load_target
+from nas.latency import LatencyMeter, load_target, measure_passes
 from nas.models import ShuffleNetV2
 from nas.train import FINAL, STATE, TrainConfig, recalibrate_bn, train
 
 
 def measure(paths: list[Path], target_name: str | None) -> list[dict[str, Any] | None]:
-    """Latency of each checkpoint on ``target_name``, side by side in one measuring process."""
+    """Latency of each checkpoint on ``target_name``, side by side in one measuring process
+    (separate passes each, see ``measure_passes``)."""
     if target_name is None:
         return [None] * len(paths)
+    records: list[dict[str, Any] | None] = []
     with LatencyMeter(load_target(target_name)) as meter:
-        return [latency_record(target_name, meter.measure_checkpoint(p)) for p in paths]
+        for path in paths:
+            m = measure_passes(lambda p, path=path: meter.measure_checkpoint(path, repeat=p))
+            records.append(
+                {
+                    "target": target_name,
+                    "latency_ms": m.latency_ms,
+                    "latency_p90_ms": m.p90_ms,
+                    "latency_passes_ms": list(m.medians),
+                    "latency_spread": m.spread,
+                    "noisy": m.noisy,
+                }
+            )
+    return records
 
 
 def prune_checkpoint(
@@ -34,6 +49,7 @@ def prune_checkpoint(
     out: str | os.PathLike[str],
     config: PruneConfig,
     *,
+    latency: LatencyGoal | None = None,
     steps: int = 1,
     finetune_epochs: int = 0,
     data: DataSpec | None = None,
@@ -48,12 +64,27 @@ def prune_checkpoint(
 ) -> dict[str, Any]:
     """Prune a model checkpoint into ``out`` (a checkpoint that stores the channel layout)
     and write ``out`` with ``.json`` beside it: params, FLOPs, latency on ``target``,
-    validation and test accuracy before and after. Test accuracy is only reported."""
+    validation and test accuracy before and after. Test accuracy is only reported.
+
+    ``latency``: remove as many channels as it takes to reach this latency on ``target``
+    (found by measurement, see ``compress.prune._goal``) instead of ``config.ratio``.
+    With a latency goal, a result measured no faster than its parent on ``target`` is not
+    kept as ``out``: it is moved to ``<out>.not-faster.pt`` and the report says so (with
+    a ratio, which asks for fewer channels, it is kept and ``faster`` says it is not)."""
     if steps < 1 or finetune_epochs < 0:
         raise ConfigError("--steps must be >= 1 and --finetune-epochs >= 0")
+    if latency is not None and target is None:
+        raise ConfigError("--latency needs a --target to measure on")
     source, out = Path(checkpoint), Path(out)
     _, model, splits = load_source(source, data)
     arch = model.arch
+    goal: dict[str, Any] | None = None
+    if latency is not None:
+        assert target is not None
+        batches = train_batches(splits, arch, batch_size, seed)
+        removed, goal = goal_removal(model, config, latency, load_target(target), batches, log)
+        original_count = count_channels(layout_of(model), config.scope)
+        config = dataclasses.replace(config, ratio=removed / original_count)
     before = {
         **model_metrics(model, splits, device),
         "channels": count_channels(layout_of(model), config.scope),
@@ -91,7 +122,8 @@ def prune_checkpoint(
         metrics_after = model_metrics(model.eval(), splits, device)
         record = {
             "prune": {
-                **asdict(config),
+                **dataclasses.asdict(config),
+                "latency_goal": goal,
                 "steps": steps,
                 "finetune_epochs": finetune_epochs,
                 "lr": lr,
@@ -113,21 +145,45 @@ def prune_checkpoint(
         )
     after = {**metrics_after, "channels": count_channels(layout, config.scope)}
     before["latency"], after["latency"] = measure([source, out], target)
+    speedup = _speedup(before, after)
     report = {
         **record,
         "after": after,
         "checkpoint": str(out),
         "ratio_reached": 1 - after["channels"] / original,
-        "speedup": _speedup(before, after),
+        "speedup": speedup,
+        "kept": True,
     }
+    if latency is not None and speedup is not None:
+        # the goal against the parent as measured side by side with the result
+        goal_ms = latency.ms(before["latency"]["latency_ms"])
+        report["goal_error"] = after["latency"]["latency_ms"] / goal_ms - 1
+        report["goal_met"] = abs(report["goal_error"]) <= TOLERANCE
+    report["faster"] = None if speedup is None else speedup > 1.0
+    if latency is not None and report["faster"] is False:  # asked for speed, got none
+        aside = out.with_suffix(".not-faster.pt")
+        os.replace(out, aside)
+        report.update(kept=False, checkpoint=str(aside))
     json_path = out.with_suffix(".json")
     write_json_atomic(json_path, report)
     log(f"after:  {_line(after)}")
-    if report["speedup"]:
+    if speedup:
         log(
-            f"removed {report['ratio_reached']:.1%} of channels: {report['speedup']:.2f}x "
-            f"faster on {target}, params {before['params'] / after['params']:.2f}x fewer, "
+            f"removed {report['ratio_reached']:.1%} of channels: speedup {speedup:.2f}x "
+            f"on {target}, params {before['params'] / after['params']:.2f}x fewer, "
             f"FLOPs {before['flops'] / after['flops']:.2f}x fewer -> {out}, {json_path}"
+        )
+    if "goal_met" in report:
+        log(
+            f"latency goal {latency}: {'met' if report['goal_met'] else 'missed'} "
+            f"({report['goal_error']:+.1%} against the goal, tolerance {TOLERANCE:.0%})"
+        )
+    if report["faster"] is False and report["kept"]:
+        log(f"warning: the pruned model is not faster than its parent on {target}")
+    if not report["kept"]:
+        log(
+            f"not kept: the pruned model is not faster than its parent on {target} "
+            f"({speedup:.2f}x); it is at {report['checkpoint']}, {out} was not written"
         )
     return report
 

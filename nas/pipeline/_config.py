@@ -53,11 +53,23 @@ class BaselineStage:
 
 @dataclass(frozen=True)
 class PruneStage:
+    """``latency``: a goal on the run's target (``0.7x`` of each model's latency, or a time
+    such as ``3ms``), reached by measurement; else ``ratio`` of the channels. ``round_to``:
+    default the target runtime's channel block (see ``compress.prune.block_size``)."""
+
     ratio: float = 0.3
+    latency: str | None = None
     importance: str = "group-norm"
     steps: int = 2
     finetune_epochs: int = 2
     models: int = 2  # the best N front models by validation accuracy
+    round_to: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.latency is not None:
+            from compress.prune import LatencyGoal
+
+            LatencyGoal.parse(self.latency)  # a bad goal fails now, not after the search
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from nas.checkpoint import load_checkpoint
 from nas.data import load_data
 from nas.env import machine_info
 from nas.io import write_json_atomic
+from nas.latency import load_target
 from nas.models import load_network
 from nas.pipeline._config import PipelineConfig
 from nas.space import load_space
@@ -92,8 +93,6 @@ def run_pipeline(
 
 def _check(config: PipelineConfig) -> None:
     """Names that a late stage would only trip over after the training: checked first."""
-    from nas.latency import load_target
-
     load_space(config.space)
     for target in (config.target, *config.report.targets):
         load_target(target)
@@ -233,21 +232,25 @@ def _chosen(config: PipelineConfig, count: int) -> list[dict[str, Any]]:
 
 
 def _prune(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -> bool:
-    from compress.prune import PruneConfig, prune_checkpoint
+    from compress.prune import LatencyGoal, PruneConfig, block_size, prune_checkpoint
 
     p = config.prune
     if p is None:
         return False
+    goal = None if p.latency is None else LatencyGoal.parse(p.latency)
+    round_to = p.round_to or block_size(load_target(config.target))
     did = False
     for row in _chosen(config, p.models):
         folder = config.run / "compress" / str(row["arch_hash"])
         if (folder / "pruned.json").is_file():
             continue
-        log(f"prune {row['arch_hash']}: {p.ratio:.0%} of channels, {p.steps} step(s)")
+        share = f"to {goal} of its latency" if goal else f"{p.ratio:.0%} of channels"
+        log(f"prune {row['arch_hash']}: {share}, {p.steps} step(s)")
         prune_checkpoint(
             config.run / str(row["checkpoint"]),
             folder / "pruned.pt",
-            PruneConfig(ratio=p.ratio, importance=p.importance),
+            PruneConfig(ratio=p.ratio, importance=p.importance, round_to=round_to),
+            latency=goal,
             steps=p.steps,
             finetune_epochs=p.finetune_epochs,
             data=config.data,

@@ -1,0 +1,185 @@
+"""Pruning to a latency goal on a target: how many channels to remove is found by
+measurement, not asked for as a share.
+
+The goal is relative to the parent (``0.6x``: 60% of its latency measured on the target)
+or absolute (``3ms``). Each candidate is the parent pruned by the usual ranking (so which
+channels go is still the importance's choice; with ``--global`` the per-layer widths
+follow the ranking, not a uniform share) and measured on the target; a bisection over the
+number of channels removed stops when a candidate lies within the tolerance of the goal.
+Latency falls with the channels removed but not smoothly (kernels change with the widths),
+so the bisection keeps the best candidate it measured: the one closest to the goal from
+below, else the fastest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from torch import Tensor
+
+from compress._common import input_shape
+from compress.prune._groups import channel_groups
+from compress.prune._prune import (
+    NEEDS_GRADIENTS,
+    PruneConfig,
+    count_channels,
+    in_scope,
+    layout_of,
+    prune_once,
+)
+from nas import ConfigError
+from nas.env import cpu_flags
+from nas.latency import HardwareTarget, LatencyMeter, parse_latency
+from nas.models import ShuffleNetV2
+
+TOLERANCE = 0.05  # a candidate within 5% of the goal ends the bisection
+MAX_PROBES = 10
+
+_FACTOR = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*x\s*$")
+
+
+@dataclass(frozen=True)
+class LatencyGoal:
+    """``value`` x the parent's latency (``relative``), or ``value`` milliseconds."""
+
+    value: float
+    relative: bool
+
+    @classmethod
+    def parse(cls, text: str) -> LatencyGoal:
+        """``0.6x`` (of the parent's latency, strictly between 0 and 1) or a time (``3ms``)."""
+        match = _FACTOR.match(str(text))
+        if match:
+            factor = float(match.group(1))
+            if not 0.0 < factor < 1.0:
+                raise ConfigError(
+                    f"--latency {text!r}: a factor of the parent's latency must lie strictly "
+                    "between 0 and 1 (0.6x: 60% of it, 1.67x faster)"
+                )
+            return cls(factor, relative=True)
+        try:
+            return cls(parse_latency(text), relative=False)
+        except ConfigError as error:
+            raise ConfigError(
+                f"--latency {text!r}: give a factor of the parent's latency (0.6x) or a time "
+                f"(3ms) ({error})"
+            ) from None
+
+    def ms(self, parent_ms: float) -> float:
+        return self.value * parent_ms if self.relative else self.value
+
+    def __str__(self) -> str:
+        return f"{self.value:g}x" if self.relative else f"{self.value:g}ms"
+
+
+def block_size(target: HardwareTarget) -> int:
+    """The channel multiple ``target``'s runtime needs for its fast kernels: ONNX Runtime's
+    NCHWc convolutions on a CPU block channels by 16 with AVX-512 and by 8 with AVX2 (a
+    conv with other counts falls back to slower kernels); 1 where no such rule is known."""
+    if target.runtime != "onnxruntime" or target.device != "cpu":
+        return 1
+    flags = set(cpu_flags())
+    if "avx512f" in flags:
+        return 16
+    return 8 if "avx2" in flags else 1
+
+
+@dataclass(frozen=True)
+class Probe:
+    removed: int
+    latency_ms: float
+
+
+def search_removal(
+    latency_of: Callable[[int], float],
+    goal_ms: float,
+    removable: int,
+    tolerance: float = TOLERANCE,
+    max_probes: int = MAX_PROBES,
+) -> tuple[Probe, list[Probe]]:
+    """The number of channels to remove (0 < n <= ``removable``) whose measured latency
+    ``latency_of(n)`` lies within ``tolerance`` of ``goal_ms``, by bisection; returns the
+    chosen probe and every probe in order. When no probe lands within the tolerance, the
+    choice is the closest one at or under the goal, else the fastest one measured."""
+    if removable < 1:
+        raise ConfigError("nothing to prune: no layer in scope has channels to spare")
+    low, high = 0, removable
+    probes: list[Probe] = []
+    while low < high and len(probes) < max_probes:
+        middle = (low + high + 1) // 2
+        probe = Probe(middle, latency_of(middle))
+        probes.append(probe)
+        if abs(probe.latency_ms / goal_ms - 1.0) <= tolerance:
+            return probe, probes
+        if probe.latency_ms > goal_ms:
+            low = middle  # still too slow: remove more
+        else:
+            high = middle - 1  # fast enough: try removing less
+    under = [p for p in probes if p.latency_ms <= goal_ms]
+    best = (
+        max(under, key=lambda p: p.latency_ms) if under else min(probes, key=lambda p: p.latency_ms)
+    )
+    return best, probes
+
+
+def goal_removal(
+    model: ShuffleNetV2,
+    config: PruneConfig,
+    goal: LatencyGoal,
+    target: HardwareTarget,
+    batches: Iterable[tuple[Tensor, Tensor]],
+    log: Callable[[str], None] = print,
+) -> tuple[int, dict[str, Any]]:
+    """How many channels (of ``config.scope``) to remove from ``model`` to reach ``goal``
+    on ``target``, and the record of how it was found (every probe measured)."""
+    layout = layout_of(model)
+    layers = in_scope(channel_groups(layout), config.scope)
+    removable = sum(
+        min(len(layer.channels) - 1, int(config.max_layer_ratio * len(layer.channels)))
+        for layer in layers.values()
+    )
+    original = count_channels(layout, config.scope)
+    batches = list(itertools.islice(batches, 8)) if config.importance in NEEDS_GRADIENTS else []
+    shape = input_shape(model.arch, target.batch_size)
+
+    with LatencyMeter(target) as meter:
+
+        def latency_ms(candidate: ShuffleNetV2) -> float:
+            assert candidate.layout is not None
+            key = hashlib.sha256(
+                json.dumps([candidate.arch.hash, candidate.layout.to_dict()]).encode()
+            ).hexdigest()[:16]
+            return meter.measure_module(candidate.eval(), shape, key=f"layout:{key}").median_ms
+
+        parent = ShuffleNetV2(model.arch, layout=layout)
+        parent_ms = latency_ms(parent)
+        goal_ms = goal.ms(parent_ms)
+        if goal_ms >= parent_ms:
+            raise ConfigError(
+                f"--latency {goal}: {goal_ms:.3f} ms is not below the parent's "
+                f"{parent_ms:.3f} ms on {target.name}; ask for less (e.g. 0.7x)"
+            )
+
+        def probe(removed: int) -> float:
+            trial = replace(config, ratio=min(removed / original, 0.999))
+            ms = latency_ms(prune_once(model, trial, removed, batches or None))
+            log(f"  {removed} of {original} channels removed: {ms:.3f} ms (goal {goal_ms:.3f})")
+            return ms
+
+        log(f"latency goal {goal} on {target.name}: parent {parent_ms:.3f} ms, goal {goal_ms:.3f}")
+        chosen, probes = search_removal(probe, goal_ms, removable)
+    return chosen.removed, {
+        "goal": str(goal),
+        "target": target.name,
+        "parent_ms": parent_ms,
+        "goal_ms": goal_ms,
+        "chosen": asdict(chosen),
+        "probes": [asdict(p) for p in probes],
+        "tolerance": TOLERANCE,
+    }
