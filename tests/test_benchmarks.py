@@ -52,6 +52,7 @@ def test_benchmark_scripts_chain(tmp_path):
     chain = _chain(tmp_path)
     _check_baselines_and_search(chain)
     _check_flops_proxy_and_ranking(chain)
+    _check_final_training(chain)
 
 
 def _chain(root: Path):
@@ -287,3 +288,28 @@ def test_pipeline_benchmark_times_every_stage(tmp_path):
     again = _script(tmp_path, "pipeline", "--run", tmp_path / "run", "--config", config)
     assert again["republished"] is True and again["resumed"] is False
     assert again["rows"] == payload["rows"]
+
+
+def _check_final_training(chain):
+    root, target, _, search = chain
+    final = _script(
+        root, "final_training", "--work", root / "search", "--trials", 2, "--targets", target
+    )
+    picks = {r["pick_hash"] for r in search["rows"]}
+    rows = final["rows"]
+    assert {r["arch_hash"] for r in rows} == picks
+    assert sorted(r["recipe"] for r in rows) == sorted(
+        ["scratch", "inherit", "inherit + distillation"] * len(picks)
+    )
+    for row in rows:
+        assert row["lr"] == (0.1 if row["recipe"] == "scratch" else 0.02)
+        assert row["epochs"] >= 1 and 0.0 <= row["test_acc"] <= 1.0
+        if row["recipe"] == "scratch":
+            assert row["val_gain_points"] == 0 and row["wall_vs_scratch"] == 1.0
+    means = final["mean_val_acc"]
+    assert final["best"] == max(means, key=means.get)
+    for name, mean in means.items():
+        mine = [r["val_acc"] for r in rows if r["recipe"] == name]
+        assert mean == pytest.approx(sum(mine) / len(mine))
+    # every model is kept where nas.final keeps it, so a second run trains nothing
+    assert len(list((root / "search" / "final").glob("*/*/model.pt"))) == len(rows)
