@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 from nas import preset
-from nas.latency import HardwareTarget, kendall_tau
+from nas.latency import HardwareTarget, kendall_tau, pass_spread
 from nas.space import load_space
 from reports import collect
 from tests.conftest import REPO, TINY_SPACE
@@ -313,3 +314,21 @@ def _check_final_training(chain):
         assert mean == pytest.approx(sum(mine) / len(mine))
     # every model is kept where nas.final keeps it, so a second run trains nothing
     assert len(list((root / "search" / "final").glob("*/*/model.pt"))) == len(rows)
+
+
+def test_latency_repeat_measures_quiet_then_busy(tmp_path):
+    target = tmp_path / "quick-torch.yaml"
+    HardwareTarget(target.stem, "torch", warmup=2, repeats=8, max_cv=0.5, retries=0).to_yaml(target)
+    payload = _script(tmp_path, "latency_repeat", "--targets", target)
+    rows = payload["rows"]
+    assert [r["target"] for r in rows] == ["quick-torch"] * 2
+    assert rows[0]["mflops"] < rows[1]["mflops"]  # the space's smallest, then its largest
+    for row in rows:
+        passes = row["quiet_passes_ms"]
+        assert len(passes) == 2 and row["quiet_ms"] == pytest.approx(statistics.median(passes))
+        assert row["quiet_spread"] == pytest.approx(pass_spread(passes), abs=1e-4)
+        assert 3 <= row["busy_passes"] <= 6
+        assert row["busy_off"] == pytest.approx(row["busy_ms"] / row["quiet_ms"] - 1, abs=1e-3)
+        assert row["busy_ok"] == (abs(row["busy_off"]) <= 0.10 or row["busy_noisy"])
+    summary = payload["summary"]["quick-torch"]
+    assert summary["busy_silently_off"] == sum(not r["busy_ok"] for r in rows)
