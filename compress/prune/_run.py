@@ -17,7 +17,7 @@ from nas import ConfigError
 from nas.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from nas.data import DataSpec, DataSplits
 from nas.io import write_json_atomic
-from nas.latency import LatencyMeter, load_target, measure_passes
+from nas.latency import LatencyMeter, Measurement, load_target, measure_passes
 from nas.models import ShuffleNetV2
 from nas.train import FINAL, STATE, TrainConfig, recalibrate_bn, train
 
@@ -30,7 +30,11 @@ def measure(paths: list[Path], target_name: str | None) -> list[dict[str, Any] |
     records: list[dict[str, Any] | None] = []
     with LatencyMeter(load_target(target_name)) as meter:
         for path in paths:
-            m = measure_passes(lambda p, path=path: meter.measure_checkpoint(path, repeat=p))
+
+            def one_pass(repeat: int, path: Path = path) -> Measurement:
+                return meter.measure_checkpoint(path, repeat=repeat)
+
+            m = measure_passes(one_pass)
             records.append(
                 {
                     "target": target_name,
