@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -24,7 +23,7 @@ from nas.arch import ArchConfig
 from nas.checkpoint import arch_of, load_checkpoint
 from nas.data import DataSplits, load_data
 from nas.io import write_json_atomic
-from nas.latency import LatencyMeter, load_target
+from nas.latency import LatencyMeter, load_target, measure_passes
 from nas.search import SearchOptions, run_search
 from nas.space import SearchSpace, load_space
 from nas.train import FINAL, STATE, fit_to_data, train
@@ -40,7 +39,6 @@ SPACES = {
 # The hand-designed nets whose measured latency sets the search budgets.
 BUDGET_BASELINES = {"x0.5": "shufflenet_v2_x0_5_cifar", "x1.0": "shufflenet_v2_x1_0_cifar"}
 SEARCH_TRIALS = {"cpu": 40, "gpu": 60, "tiny": 3}
-BUDGET_PASSES = 3
 
 
 def argument_parser(doc: str | None, searches: bool = True) -> argparse.ArgumentParser:
@@ -87,7 +85,8 @@ def supernet(scale: str, work: Path, data: DataSplits) -> Path:
 
 
 def budgets(work: Path, targets: tuple[str, ...] = CPU_TARGETS) -> dict[str, dict[str, float]]:
-    """Measured latency (ms, median of passes) of each budget baseline on each target.
+    """Measured latency of each budget baseline on each target (ms; ``measure_passes``:
+    the median of the fastest 3 passes, more taken while they disagree).
 
     Kept in ``budgets.json`` so that every search and every script of the scale uses the
     same budgets, measured once.
@@ -98,10 +97,7 @@ def budgets(work: Path, targets: tuple[str, ...] = CPU_TARGETS) -> dict[str, dic
     for target in missing:
         with LatencyMeter(load_target(target)) as meter:
             known[target] = {
-                label: statistics.median(
-                    meter.measure_arch(preset(name), repeat=i).median_ms
-                    for i in range(BUDGET_PASSES)
-                )
+                label: measure_passes(meter.measure_arch, preset(name)).latency_ms
                 for label, name in BUDGET_BASELINES.items()
             }
     if missing:

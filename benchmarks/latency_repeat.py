@@ -99,7 +99,7 @@ def main() -> None:
             with LatencyMeter(target) as meter:
                 for arch in archs:
                     busy[target.name, arch.hash] = measure_passes(
-                        lambda p, a=arch: meter.measure_arch(a, use_cache=False)
+                        meter.measure_arch, arch, use_cache=False
                     )
     finally:
         load.terminate()

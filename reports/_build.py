@@ -19,6 +19,7 @@ from nas.latency import MAX_PASS_SPREAD, RUNTIMES, HardwareTarget, kendall_tau, 
 from nas.search import pareto_front
 from reports._answer import answer_section
 from reports._collect import ROLES, RunData, collect
+from reports._compression import compression_section, fmt_acc, fmt_ms, role_order
 from reports._measure import measure_all
 from reports._plots import flops_plot, pareto_plot
 from reports._render import Section, write_html, write_markdown
@@ -137,25 +138,17 @@ def front_mask(table: pd.DataFrame) -> pd.Series:
     return mask
 
 
-def _fmt_ms(value: Any) -> str:
-    return "" if value is None or pd.isna(value) else f"{value:.2f}"
-
-
-def _fmt_acc(value: Any) -> str:
-    return "" if value is None or pd.isna(value) else f"{value:.3f}"
-
-
 def _models_table(part: pd.DataFrame) -> pd.DataFrame:
-    shown = part.sort_values(["role", "latency_ms"], key=lambda s: s.map(_role_order))
+    shown = part.sort_values(["role", "latency_ms"], key=lambda s: s.map(role_order))
     return pd.DataFrame(
         {
             "role": shown["role"],
             "model": shown["name"],
             "parent": shown["parent"].fillna(""),
             "Pareto": np.where(shown["pareto"], "yes", ""),
-            "val acc": shown["val_acc"].map(_fmt_acc),
-            "test acc": shown["test_acc"].map(_fmt_acc),
-            "latency ms": shown["latency_ms"].map(_fmt_ms),
+            "val acc": shown["val_acc"].map(fmt_acc),
+            "test acc": shown["test_acc"].map(fmt_acc),
+            "latency ms": shown["latency_ms"].map(fmt_ms),
             "min-max ms": [
                 f"{a:.2f}-{b:.2f}"
                 for a, b in zip(shown["latency_min_ms"], shown["latency_max_ms"], strict=True)
@@ -165,18 +158,14 @@ def _models_table(part: pd.DataFrame) -> pd.DataFrame:
                 for v, n in zip(shown["latency_spread"], shown["noisy"], strict=True)
             ],
             "passes": shown["passes"],
-            "p90 ms": shown["latency_p90_ms"].map(_fmt_ms),
+            "p90 ms": shown["latency_p90_ms"].map(fmt_ms),
             "speedup": shown["speedup_vs_parent"].map(lambda v: "" if pd.isna(v) else f"{v:.2f}x"),
-            "predicted ms": shown["predicted_ms"].map(_fmt_ms),
+            "predicted ms": shown["predicted_ms"].map(fmt_ms),
             "params M": shown["params"].map(lambda v: "" if pd.isna(v) else f"{v / 1e6:.3f}"),
             "MFLOPs": shown["flops"].map(lambda v: "" if pd.isna(v) else f"{v / 1e6:.1f}"),
             "size KB": shown["size_bytes"].map(lambda v: "" if pd.isna(v) else f"{v / 1e3:.0f}"),
         }
     )
-
-
-def _role_order(value: Any) -> Any:
-    return ROLES.index(value) if value in ROLES else value
 
 
 def _sections(
@@ -240,7 +229,7 @@ def _sections(
     predictor = _predictor(run, targets, out)
     if predictor is not None:
         sections.append(predictor)
-    compression = _compression(results)
+    compression = compression_section(results)
     if compression is not None:
         sections.append(compression)
     if run.notes:
@@ -317,10 +306,10 @@ def _comparison(results: pd.DataFrame, targets: list[str]) -> Section:
     wide = front.pivot_table(index="name", columns="target", values="latency_ms", aggfunc="first")
     pareto = front.pivot_table(index="name", columns="target", values="pareto", aggfunc="first")
     acc = front.groupby("name")["val_acc"].first()
-    table = pd.DataFrame({"model": wide.index, "val acc": acc.reindex(wide.index).map(_fmt_acc)})
+    table = pd.DataFrame({"model": wide.index, "val acc": acc.reindex(wide.index).map(fmt_acc)})
     for t in targets:
         if t in wide:
-            table[f"{t} ms"] = wide[t].map(_fmt_ms).to_numpy()
+            table[f"{t} ms"] = wide[t].map(fmt_ms).to_numpy()
             table[f"{t} rank"] = wide[t].rank().to_numpy()
             table[f"{t} Pareto"] = np.where(pareto[t].fillna(False).to_numpy(), "yes", "")
     text = ["The searched front re-measured on every target."]
@@ -403,49 +392,3 @@ def _predictor(run: RunData, targets: list[HardwareTarget], out: Path) -> Sectio
     if not text:
         return None
     return Section("Latency predictor validation", text, images=images)
-
-
-def _compression(results: pd.DataFrame) -> Section | None:
-    derived = results[results["parent"].notna()]
-    if derived.empty:
-        return None
-    rows = []
-    fronts = results[results["role"] == "front"]
-    for target in derived["target"].unique():
-        for parent in derived.loc[derived["target"] == target, "parent"].unique():
-            base = fronts[(fronts["target"] == target) & (fronts["name"] == parent)]
-            if base.empty:
-                continue
-            b: dict[str, Any] = base.iloc[0].to_dict()
-            rows.append(_compression_row(str(parent), "fp32", b, b))
-            part = derived[(derived["target"] == target) & (derived["parent"] == parent)]
-            part = part.sort_values("role", key=lambda s: s.map(_role_order))
-            for row in part.to_dict("records"):
-                rows.append(_compression_row(str(parent), str(row["role"]), row, b))
-    text = [
-        "Each Pareto model pruned (structured, torch-pruning) and quantized to int8; speedup "
-        "against the fp32 parent on the same target, in the same report build. int8 ONNX "
-        "models run on ONNX Runtime targets only."
-    ]
-    return Section("Compression", text, tables=[("", pd.DataFrame(rows))])
-
-
-def _compression_row(
-    parent: str, variant: str, row: dict[Any, Any], base: dict[str, Any]
-) -> dict[str, str]:
-    def missing(value: Any) -> bool:
-        return value is None or bool(pd.isna(value))
-
-    drop = np.nan if missing(row["val_acc"]) else (base["val_acc"] - row["val_acc"]) * 100
-    return {
-        "target": str(row["target"]),
-        "model": parent,
-        "variant": variant,
-        "latency ms": _fmt_ms(row["latency_ms"]),
-        "speedup": f"{base['latency_ms'] / row['latency_ms']:.2f}x",
-        "MFLOPs": "" if missing(row["flops"]) else f"{row['flops'] / 1e6:.1f}",
-        "size KB": "" if missing(row["size_bytes"]) else f"{row['size_bytes'] / 1e3:.0f}",
-        "val acc": _fmt_acc(row["val_acc"]),
-        "test acc": _fmt_acc(row["test_acc"]),
-        "val drop (points)": "" if missing(drop) else f"{drop:+.1f}",
-    }

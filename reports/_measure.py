@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import pandas as pd
 from tqdm.auto import tqdm
 
@@ -38,7 +36,7 @@ def measure_all(
                 subjects, desc=f"measure on {target.name}", unit="model", disable=not progress
             )
             for entry in bar:
-                m = measure_passes(partial(_measure, meter, entry), passes=passes)
+                m = measure_passes(_measure, meter, entry, passes=passes)
                 rows.append(
                     {
                         "target": target.name,

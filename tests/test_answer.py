@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from reports._answer import dominance, format_table, summary_line
+from reports._compression import compression_section
 
 
 def _table(rows):
@@ -52,3 +53,24 @@ def test_ties_and_losses_are_called_what_they_are():
     assert table.loc["x1.0", "verdict"].startswith("a tie (+0.5 points")
     assert table.loc["mnv3", "verdict"].startswith("the baseline wins by 9.5 points")
     assert "beats 0 of 2" in summary_line(dominance(part), "t", "x")
+
+
+def test_a_compressed_model_no_faster_than_its_parent_says_so():
+    results = pd.DataFrame(
+        [
+            ("t", "front", "a", None, 0.70, 0.68, 2.0, 1e6, 4000),
+            ("t", "pruned", "a-pruned", "a", 0.69, 0.67, 1.6, 6e5, 2500),
+            ("t", "int8", "a-int8", "a", 0.70, 0.68, 2.5, 1e6, 1000),
+        ],
+        columns=[
+            "target", "role", "name", "parent", "val_acc", "test_acc", "latency_ms", "flops",
+            "size_bytes",
+        ],
+    )  # fmt: skip
+    section = compression_section(results)
+    assert section is not None
+    rows = section.tables[0][1].set_index("variant")
+    assert rows.loc["fp32", "speedup"] == "1.00x"  # the parent itself
+    assert rows.loc["pruned", "speedup"] == "1.25x"
+    assert rows.loc["int8", "speedup"] == "0.80x (not faster)"
+    assert rows.loc["pruned", "val drop (points)"] == "+1.0"

@@ -62,3 +62,14 @@ def test_bad_pass_counts_are_refused(passes, extra):
 def test_pass_spread():
     assert pass_spread([4.0, 5.0, 6.0]) == pytest.approx(0.4)
     assert pass_spread([3.0]) == 0.0
+
+
+def test_arguments_reach_the_measure_with_each_pass_its_repeat():
+    calls = []
+
+    def measure(arch: str, use_cache: bool = True, repeat: int = 0) -> Measurement:
+        calls.append((arch, use_cache, repeat))
+        return Measurement(summarize([2.0] * 5), f"arch:{arch}", "t", cached=False)
+
+    measure_passes(measure, "x", use_cache=False)
+    assert calls == [("x", False, 0), ("x", False, 1), ("x", False, 2)]

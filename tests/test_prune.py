@@ -16,6 +16,7 @@ from compress.prune import (
     channel_scores,
     count_channels,
     layout_of,
+    prune_checkpoint,
     prune_once,
     pruned_layout,
 )
@@ -304,6 +305,11 @@ def test_cli_prunes_finetunes_and_reports(tmp_path, trained):
         (["--ratio", "0.3", "--importance", "random"], "unknown importance"),
         (["--ratio", "0.3", "--scope", "stream"], "unknown pruning scope"),
         (["--ratio", "0.3", "--round-to", "0"], "round-to"),
+        (["--ratio", "0.3", "--distill"], "give --finetune-epochs too"),
+        (
+            ["--ratio", "0.3", "--distill", "--finetune-epochs", "1", "--kd-ratio", "-1"],
+            "--kd-ratio must be a number >= 0",
+        ),
     ],
 )
 def test_cli_bad_input(tmp_path, trained, args, message, capsys):
@@ -366,3 +372,38 @@ def test_an_importance_name_is_registered_once():
 
     with pytest.raises(ValueError, match="registered already"):
         register_importance("l1")(lambda modules, members: 0.0)
+
+
+def test_distilled_finetuning_is_taught_by_the_frozen_unpruned_parent(
+    tmp_path, trained, monkeypatch
+):
+    """The mechanism, not only the output: the fine-tune's teacher is the parent itself
+    (all its weights, unpruned), frozen, and its soft targets change the training."""
+    import compress.prune._run as run_module
+
+    parent = model_from_checkpoint(load_checkpoint(trained, kind="model"))
+    seen = {}
+    real_train = run_module.train
+
+    def spy(subject, data, config, out, **kwargs):
+        seen["teacher"], seen["kd_ratio"] = kwargs["teacher"], config.kd_ratio
+        return real_train(subject, data, config, out, **kwargs)
+
+    def prune(out, distill):
+        return prune_checkpoint(
+            trained, out, PruneConfig(0.3), finetune_epochs=1, distill=distill, kd_ratio=0.5,
+            target=None, batch_size=16, progress=False, log=lambda _: None,
+        )  # fmt: skip
+
+    monkeypatch.setattr(run_module, "train", spy)
+    report = prune(tmp_path / "kd.pt", distill=True)
+    teacher = seen["teacher"]
+    assert teacher is not None and seen["kd_ratio"] == 0.5 and not teacher.training
+    for name, value in parent.state_dict().items():
+        torch.testing.assert_close(teacher.state_dict()[name], value)  # unpruned, untouched
+    assert report["prune"]["distill"] is True and report["prune"]["kd_ratio"] == 0.5
+    plain = prune(tmp_path / "plain.pt", distill=False)
+    assert plain["prune"]["distill"] is False
+    kd_weights = load_checkpoint(tmp_path / "kd.pt", kind="model")["state_dict"]
+    plain_weights = load_checkpoint(tmp_path / "plain.pt", kind="model")["state_dict"]
+    assert any(not torch.equal(kd_weights[k], plain_weights[k]) for k in plain_weights)

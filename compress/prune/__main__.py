@@ -10,7 +10,8 @@ middles, the stem, conv5) or of the ``--scope internal`` ones (branch middles, c
 each pruned layer keeping a multiple of ``--round-to`` channels (default: the block size
 the target's runtime needs, 8 or 16 for ONNX Runtime by the CPU's ISA, else 1), ranked by
 ``--importance``, per layer or ``--global``, in
-``--steps`` steps with optional fine-tuning; prints and stores params, FLOPs, measured
+``--steps`` steps with optional fine-tuning (``--distill``: the unpruned parent teaches);
+prints and stores params, FLOPs, measured
 latency on ``--target``, validation and test accuracy before and after. With ``--latency``,
 a result that is not faster than its parent on ``--target`` is not kept as ``--out``.
 """
@@ -60,6 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--steps", type=int, default=1, help="prune iteratively")
     parser.add_argument("--finetune-epochs", type=int, default=0)
+    parser.add_argument(
+        "--distill",
+        action="store_true",
+        help="fine-tuning also learns from the unpruned parent's soft predictions",
+    )
+    parser.add_argument(
+        "--kd-ratio", type=float, default=1.0, help="weight of the parent's soft targets"
+    )
     parser.add_argument("--lr", type=float, default=0.01, help="fine-tuning learning rate")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument(
@@ -100,6 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         latency=latency,
         steps=args.steps,
         finetune_epochs=args.finetune_epochs,
+        distill=args.distill,
+        kd_ratio=args.kd_ratio,
         data=data_spec(args) if args.data is not None else None,
         target=target,
         lr=args.lr,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import os
@@ -17,7 +18,7 @@ from nas import ConfigError
 from nas.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from nas.data import DataSpec, DataSplits
 from nas.io import write_json_atomic
-from nas.latency import LatencyMeter, Measurement, load_target, measure_passes
+from nas.latency import LatencyMeter, load_target, measure_passes
 from nas.models import ShuffleNetV2
 from nas.train import FINAL, STATE, TrainConfig, recalibrate_bn, train
 
@@ -30,11 +31,7 @@ def measure(paths: list[Path], target_name: str | None) -> list[dict[str, Any] |
     records: list[dict[str, Any] | None] = []
     with LatencyMeter(load_target(target_name)) as meter:
         for path in paths:
-
-            def one_pass(repeat: int, path: Path = path) -> Measurement:
-                return meter.measure_checkpoint(path, repeat=repeat)
-
-            m = measure_passes(one_pass)
+            m = measure_passes(meter.measure_checkpoint, path)
             records.append(
                 {
                     "target": target_name,
@@ -56,6 +53,8 @@ def prune_checkpoint(
     latency: LatencyGoal | None = None,
     steps: int = 1,
     finetune_epochs: int = 0,
+    distill: bool = False,
+    kd_ratio: float = 1.0,
     data: DataSpec | None = None,
     target: str | None = "cpu-torch-1t",
     lr: float = 0.01,
@@ -74,14 +73,22 @@ def prune_checkpoint(
     (found by measurement, see ``compress.prune._goal``) instead of ``config.ratio``.
     With a latency goal, a result measured no faster than its parent on ``target`` is not
     kept as ``out``: it is moved to ``<out>.not-faster.pt`` and the report says so (with
-    a ratio, which asks for fewer channels, it is kept and ``faster`` says it is not)."""
+    a ratio, which asks for fewer channels, it is kept and ``faster`` says it is not).
+
+    ``distill``: fine-tuning also learns from the unpruned parent's soft predictions
+    (weight ``kd_ratio``), the parent kept frozen."""
     if steps < 1 or finetune_epochs < 0:
         raise ConfigError("--steps must be >= 1 and --finetune-epochs >= 0")
+    if distill and not finetune_epochs:
+        raise ConfigError("--distill teaches during fine-tuning: give --finetune-epochs too")
+    if not (kd_ratio >= 0 and math.isfinite(kd_ratio)):
+        raise ConfigError(f"--kd-ratio must be a number >= 0, got {kd_ratio}")
     if latency is not None and target is None:
         raise ConfigError("--latency needs a --target to measure on")
     source, out = Path(checkpoint), Path(out)
     _, model, splits = load_source(source, data)
     arch = model.arch
+    teacher = copy.deepcopy(model).eval() if distill else None
     goal: dict[str, Any] | None = None
     if latency is not None:
         assert target is not None
@@ -117,6 +124,8 @@ def prune_checkpoint(
                     Path(tmp) / f"step{step}",
                     device,
                     progress,
+                    teacher,
+                    kd_ratio,
                 )
             log(
                 f"step {step}/{steps}: {count_channels(layout_of(model), config.scope)} of "
@@ -130,6 +139,8 @@ def prune_checkpoint(
                 "latency_goal": goal,
                 "steps": steps,
                 "finetune_epochs": finetune_epochs,
+                "distill": distill,
+                "kd_ratio": kd_ratio if distill else None,
                 "lr": lr,
                 "source": str(source),
             },
@@ -202,9 +213,17 @@ def _finetune(
     out: Path,
     device: str,
     progress: bool,
+    teacher: ShuffleNetV2 | None = None,
+    kd_ratio: float = 1.0,
 ) -> ShuffleNetV2:
     config = TrainConfig(
-        epochs=epochs, lr=lr, schedule="cosine", warmup=0.0, batch_size=batch_size, seed=seed
+        epochs=epochs,
+        lr=lr,
+        schedule="cosine",
+        warmup=0.0,
+        batch_size=batch_size,
+        seed=seed,
+        kd_ratio=kd_ratio,
     )
     train(
         model.arch,
@@ -218,6 +237,7 @@ def _finetune(
         initial=model.state_dict(),
         layout=model.layout,
         resume=(out / STATE).exists(),
+        teacher=teacher,
     )
     tuned = model_from_checkpoint(load_checkpoint(out / FINAL["model"], kind="model"))
     return tuned

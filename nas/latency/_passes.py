@@ -12,7 +12,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from nas.latency._meter import Measurement
@@ -49,22 +49,25 @@ def pass_spread(medians: list[float]) -> float:
 
 
 def measure_passes(
-    measure: Callable[[int], Measurement],
+    measure: Callable[..., Measurement],
+    *args: Any,
     passes: int = PASSES,
     extra: int = EXTRA_PASSES,
     max_spread: float = MAX_PASS_SPREAD,
+    **kwargs: Any,
 ) -> PassSummary:
-    """``measure(repeat)`` for repeat 0..passes-1, then more while the fastest ``passes``
-    disagree by more than ``max_spread`` (at most ``extra`` more)."""
+    """``measure(*args, **kwargs, repeat=r)`` for r = 0..passes-1, then more while the
+    fastest ``passes`` disagree by more than ``max_spread`` (at most ``extra`` more), e.g.
+    ``measure_passes(meter.measure_arch, arch)``."""
     if passes < 1 or extra < 0:
         raise ValueError("passes must be >= 1 and extra >= 0")
-    runs = [measure(p) for p in range(passes)]
+    runs = [measure(*args, **kwargs, repeat=r) for r in range(passes)]
 
     def fastest() -> list[Measurement]:
         return sorted(runs, key=lambda r: r.median_ms)[:passes]
 
     while pass_spread([r.median_ms for r in fastest()]) > max_spread and len(runs) < passes + extra:
-        runs.append(measure(len(runs)))
+        runs.append(measure(*args, **kwargs, repeat=len(runs)))
     kept = fastest()
     medians = [r.median_ms for r in kept]
     spread = pass_spread(medians)

@@ -55,13 +55,15 @@ class BaselineStage:
 class PruneStage:
     """``latency``: a goal on the run's target (``0.7x`` of each model's latency, or a time
     such as ``3ms``), reached by measurement; else ``ratio`` of the channels. ``round_to``:
-    default the target runtime's channel block (see ``compress.prune.block_size``)."""
+    default the target runtime's channel block (see ``compress.prune.block_size``).
+    ``distill``: the unpruned parent teaches during fine-tuning."""
 
     ratio: float = 0.3
     latency: str | None = None
     importance: str = "group-norm"
     steps: int = 2
     finetune_epochs: int = 2
+    distill: bool = False  # fine-tuning also learns from the unpruned parent
     models: int = 2  # the best N front models by validation accuracy
     round_to: int | None = None
 

@@ -253,6 +253,7 @@ def _prune(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -
             latency=goal,
             steps=p.steps,
             finetune_epochs=p.finetune_epochs,
+            distill=p.distill,
             data=config.data,
             target=config.target,
             seed=config.seed,

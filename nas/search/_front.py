@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import optuna
 from tqdm.auto import tqdm
 
-from nas.arch import ArchConfig
-from nas.latency import LatencyMeter, Measurement, PassSummary, measure_passes
+from nas.latency import LatencyMeter, PassSummary, measure_passes
 from nas.search._evaluator import PROXIES, Evaluation
 from nas.search._objective import complete_trials
 from nas.search._pareto import pareto_front
@@ -42,11 +41,7 @@ def final_front(
     entries = []
     for t in tqdm(candidates, desc="measure front", unit="arch", disable=not o.progress):
         ev = Evaluation.from_attrs(t.user_attrs, t.values[1])
-
-        def one_pass(repeat: int, arch: ArchConfig = ev.arch) -> Measurement:
-            return meter.measure_arch(arch, repeat=repeat)
-
-        passes = measure_passes(one_pass)
+        passes = measure_passes(meter.measure_arch, ev.arch)
         entries.append(FrontEntry(t.number, ev, passes))
     remeasured = [e for e in entries if e.measured.remeasured]
     noisy = [e for e in entries if e.measured.noisy]
