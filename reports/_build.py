@@ -18,11 +18,11 @@ from nas import ConfigError
 from nas.latency import MAX_PASS_SPREAD, RUNTIMES, HardwareTarget, kendall_tau, load_target
 from nas.search import pareto_front
 from reports._answer import answer_section
-from reports._collect import ROLES, RunData, collect
-from reports._compression import compression_section, fmt_acc, fmt_ms, role_order
+from reports._collect import ROLES, RunData, collect, role_order
+from reports._compression import compression_section
 from reports._measure import measure_all
 from reports._plots import flops_plot, pareto_plot
-from reports._render import Section, write_html, write_markdown
+from reports._render import Section, fmt_acc, fmt_ms, write_html, write_markdown
 
 RESULT_COLUMNS = [
     "target",

@@ -17,6 +17,13 @@ from nas.models import count_model
 
 #: Roles of the models a report shows, in plotting order.
 ROLES = ("front", "baseline", "pruned", "int8", "pruned+int8")
+
+
+def role_order(value: Any) -> Any:
+    """Sort key: roles in ``ROLES`` order."""
+    return ROLES.index(value) if value in ROLES else value
+
+
 INT8_TORCH_FACTORY = "compress.quantize._torch:load_int8"
 
 

@@ -8,20 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports._collect import ROLES
-from reports._render import Section
-
-
-def fmt_ms(value: Any) -> str:
-    return "" if value is None or pd.isna(value) else f"{value:.2f}"
-
-
-def fmt_acc(value: Any) -> str:
-    return "" if value is None or pd.isna(value) else f"{value:.3f}"
-
-
-def role_order(value: Any) -> Any:
-    return ROLES.index(value) if value in ROLES else value
+from reports._collect import role_order
+from reports._render import Section, fmt_acc, fmt_ms
 
 
 def speedup_text(speedup: float) -> str:
@@ -67,7 +55,9 @@ def _compression_row(
         "model": parent,
         "variant": variant,
         "latency ms": fmt_ms(row["latency_ms"]),
-        "speedup": "1.00x" if row is base else speedup_text(base["latency_ms"] / row["latency_ms"]),
+        "speedup": "1.00x"
+        if variant == "fp32"
+        else speedup_text(base["latency_ms"] / row["latency_ms"]),
         "MFLOPs": "" if missing(row["flops"]) else f"{row['flops'] / 1e6:.1f}",
         "size KB": "" if missing(row["size_bytes"]) else f"{row['size_bytes'] / 1e3:.0f}",
         "val acc": fmt_acc(row["val_acc"]),

@@ -6,8 +6,17 @@ import html
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+
+
+def fmt_ms(value: Any) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:.2f}"
+
+
+def fmt_acc(value: Any) -> str:
+    return "" if value is None or pd.isna(value) else f"{value:.3f}"
 
 
 @dataclass

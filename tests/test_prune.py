@@ -308,7 +308,7 @@ def test_cli_prunes_finetunes_and_reports(tmp_path, trained):
         (["--ratio", "0.3", "--distill"], "give --finetune-epochs too"),
         (
             ["--ratio", "0.3", "--distill", "--finetune-epochs", "1", "--kd-ratio", "-1"],
-            "--kd-ratio must be a number >= 0",
+            "kd_ratio must be a number >= 0",
         ),
     ],
 )

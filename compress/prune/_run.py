@@ -81,28 +81,36 @@ def prune_checkpoint(
         raise ConfigError("--steps must be >= 1 and --finetune-epochs >= 0")
     if distill and not finetune_epochs:
         raise ConfigError("--distill teaches during fine-tuning: give --finetune-epochs too")
-    if not (kd_ratio >= 0 and math.isfinite(kd_ratio)):
-        raise ConfigError(f"--kd-ratio must be a number >= 0, got {kd_ratio}")
+    per_step = math.ceil(finetune_epochs / steps) if finetune_epochs else 0
+    # one fine-tuning recipe for every step, checked before anything is pruned
+    tune = (
+        TrainConfig(
+            epochs=per_step,
+            lr=lr,
+            schedule="cosine",
+            warmup=0.0,
+            batch_size=batch_size,
+            seed=seed,
+            kd_ratio=kd_ratio,
+        )
+        if per_step
+        else None
+    )
     if latency is not None and target is None:
         raise ConfigError("--latency needs a --target to measure on")
     source, out = Path(checkpoint), Path(out)
     _, model, splits = load_source(source, data)
     arch = model.arch
     teacher = copy.deepcopy(model).eval() if distill else None
+    original = count_channels(layout_of(model), config.scope)
     goal: dict[str, Any] | None = None
     if latency is not None:
         assert target is not None
         batches = train_batches(splits, arch, batch_size, seed)
         removed, goal = goal_removal(model, config, latency, load_target(target), batches, log)
-        original_count = count_channels(layout_of(model), config.scope)
-        config = dataclasses.replace(config, ratio=removed / original_count)
-    before = {
-        **model_metrics(model, splits, device),
-        "channels": count_channels(layout_of(model), config.scope),
-    }
+        config = dataclasses.replace(config, ratio=removed / original)
+    before = {**model_metrics(model, splits, device), "channels": original}
     log(f"before: {_line(before)}")
-    original = count_channels(layout_of(model), config.scope)
-    per_step = math.ceil(finetune_epochs / steps) if finetune_epochs else 0
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         for step in range(1, steps + 1):
             target_removed = round(config.ratio * original * step / steps)
@@ -113,20 +121,9 @@ def prune_checkpoint(
                 train_batches(splits, arch, batch_size, seed),
             )
             recalibrate_bn(model, train_batches(splits, arch, batch_size, seed), bn_batches)
-            if per_step:
-                model = _finetune(
-                    model,
-                    splits,
-                    per_step,
-                    lr,
-                    batch_size,
-                    seed,
-                    Path(tmp) / f"step{step}",
-                    device,
-                    progress,
-                    teacher,
-                    kd_ratio,
-                )
+            if tune is not None:
+                tuned_to = Path(tmp) / f"step{step}"
+                model = _finetune(model, splits, tune, tuned_to, device, progress, teacher)
             log(
                 f"step {step}/{steps}: {count_channels(layout_of(model), config.scope)} of "
                 f"{original} {'internal ' if config.scope == 'internal' else ''}channels left"
@@ -206,25 +203,12 @@ def prune_checkpoint(
 def _finetune(
     model: ShuffleNetV2,
     data: DataSplits,
-    epochs: int,
-    lr: float,
-    batch_size: int,
-    seed: int,
+    config: TrainConfig,
     out: Path,
     device: str,
     progress: bool,
-    teacher: ShuffleNetV2 | None = None,
-    kd_ratio: float = 1.0,
+    teacher: ShuffleNetV2 | None,
 ) -> ShuffleNetV2:
-    config = TrainConfig(
-        epochs=epochs,
-        lr=lr,
-        schedule="cosine",
-        warmup=0.0,
-        batch_size=batch_size,
-        seed=seed,
-        kd_ratio=kd_ratio,
-    )
     train(
         model.arch,
         data,
