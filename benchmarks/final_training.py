@@ -7,7 +7,8 @@ Starts from the search benchmark's work folder (its supernet and the pick of eac
 searches; run ``benchmarks/search.py`` first, or this runs them). Every distinct pick is
 trained by ``nas.final``'s ``FrontTrainer`` with each recipe, on the scale's data:
 
-- ``scratch``: the arch's own initialisation, lr 0.1, the scale's epochs;
+- ``scratch``: the arch's own initialisation, lr 0.1, the scale's epochs (this is the
+  search benchmark's standalone recipe, so its retrained pick is reused, not trained twice);
 - ``inherit``: its supernet weights (BatchNorm recalibrated), lr 0.02, the same epochs;
 - ``inherit + distillation``: the same, taught by the supernet's largest sub-net too; a
   step costs the teacher's forward more, so it gets the epochs that fit in scratch's wall
@@ -110,11 +111,18 @@ def main() -> None:
             if changes.get("distill"):  # equal wall time: fewer epochs for a dearer step
                 epochs = max(1, round(s.epochs * plain / taught))
             final = FinalTraining(epochs=epochs, **base, **changes)
-            t = trainer(final)
-            model, _ = t.train(arch)
-            history = [
-                json.loads(line) for line in (t.root / arch.hash / LOG).read_text().splitlines()
-            ]
+            if final.init == "scratch" and final.recipe(0) == s.recipe():
+                # the search benchmark's own retraining: same recipe, seed and data
+                path = _cifar.retrain(args.scale, work, arch, data)
+                folder = path.parent
+                model = ShuffleNetV2(arch)
+                model.load_state_dict(load_checkpoint(path, kind="model")["state_dict"])
+                model = model.to(s.device).eval()
+            else:
+                t = trainer(final)
+                model, _ = t.train(arch)
+                folder = t.root / arch.hash
+            history = [json.loads(line) for line in (folder / LOG).read_text().splitlines()]
             test = evaluate(model, loader_for(data.test, data, arch, 256, s.device))["acc"]
             rows.append(
                 {
