@@ -2,9 +2,11 @@
 split/concat/shuffle dependencies)."""
 
 from compress._common import model_metrics
+from compress.prune._cost import layer_costs
 from compress.prune._goal import LatencyGoal, block_size, goal_removal, search_removal
 from compress.prune._groups import Layer, channel_groups, pruned_layout, shuffle_order
 from compress.prune._prune import (
+    ALLOCATIONS,
     IMPORTANCES,
     NEEDS_GRADIENTS,
     SCOPES,
@@ -13,6 +15,7 @@ from compress.prune._prune import (
     apply,
     channel_scores,
     count_channels,
+    in_scope,
     layout_of,
     prune_once,
     register_importance,
@@ -21,6 +24,7 @@ from compress.prune._prune import (
 from compress.prune._run import prune_checkpoint
 
 __all__ = [
+    "ALLOCATIONS",
     "IMPORTANCES",
     "NEEDS_GRADIENTS",
     "SCOPES",
@@ -34,6 +38,8 @@ __all__ = [
     "channel_scores",
     "count_channels",
     "goal_removal",
+    "in_scope",
+    "layer_costs",
     "layout_of",
     "model_metrics",
     "prune_checkpoint",

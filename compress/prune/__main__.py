@@ -4,7 +4,9 @@
     python -m compress.prune --checkpoint model.pt --ratio 0.3 --out pruned.pt
 
 ``--latency`` removes as many channels as it takes to reach that latency on ``--target``
-(0.6x: 60% of the parent's, or a time such as 3ms), found by measuring candidates there.
+(0.6x: 60% of the parent's, or a time such as 3ms), found by measuring candidates there;
+``--allocate latency`` also measures what each layer's channels cost there and removes
+channels by importance per cost (HALP's idea) instead of by importance alone.
 ``--ratio`` removes that share of all channels (block outputs across splits and shuffles, branch
 middles, the stem, conv5) or of the ``--scope internal`` ones (branch middles, conv5),
 each pruned layer keeping a multiple of ``--round-to`` channels (default: the block size
@@ -45,6 +47,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         dest="global_ranking",
         action="store_true",
         help="rank all channels together instead of per layer",
+    )
+    parser.add_argument(
+        "--allocate",
+        default="importance",
+        help="how layers share a --latency goal: 'importance' (the ranking alone) or "
+        "'latency' (importance per latency cost, each layer's cost measured on --target)",
     )
     parser.add_argument(
         "--scope",
@@ -97,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.global_ranking,
         scope=args.scope,
         round_to=round_to,
+        allocation=args.allocate,
     )
     if args.out.resolve() == args.checkpoint.resolve():
         from nas import ConfigError

@@ -8,7 +8,9 @@ follow the ranking, not a uniform share) and measured on the target; a bisection
 number of channels removed stops when a candidate lies within the tolerance of the goal.
 Latency falls with the channels removed but not smoothly (kernels change with the widths),
 so the bisection keeps the best candidate it measured: the one closest to the goal from
-below, else the fastest.
+below, else the fastest. With ``allocation="latency"`` the per-layer widths are weighed by
+latency as well: each layer's cost per channel is measured on the target first
+(``compress.prune._cost``), and every candidate ranks channels by importance per cost.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 from torch import Tensor
 
 from compress._common import input_shape
+from compress.prune._cost import layer_costs
 from compress.prune._groups import channel_groups
 from compress.prune._prune import (
     NEEDS_GRADIENTS,
@@ -166,9 +169,15 @@ def goal_removal(
                 f"{parent_ms:.3f} ms on {target.name}; ask for less (e.g. 0.7x)"
             )
 
+        costs: dict[str, float] | None = None
+        cost_probes: dict[str, dict[str, float]] = {}
+        if config.allocation == "latency":
+            log(f"measuring each layer's latency cost on {target.name}")
+            costs, cost_probes = layer_costs(model, config, latency_ms, parent_ms, log)
+
         def probe(removed: int) -> float:
             trial = replace(config, ratio=min(removed / original, 0.999))
-            ms = latency_ms(prune_once(model, trial, removed, batches or None))
+            ms = latency_ms(prune_once(model, trial, removed, batches or None, costs=costs))
             log(f"  {removed} of {original} channels removed: {ms:.3f} ms (goal {goal_ms:.3f})")
             return ms
 
@@ -182,4 +191,7 @@ def goal_removal(
         "chosen": asdict(chosen),
         "probes": [asdict(p) for p in probes],
         "tolerance": TOLERANCE,
+        "allocation": config.allocation,
+        "layer_costs_ms": costs,
+        "layer_probes": cost_probes,
     }

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ def register_importance(
 
 
 SCOPES = ("all", "internal")
+ALLOCATIONS = ("importance", "latency")
 _PRUNE_FNS = {
     "out": tp.prune_conv_out_channels,
     "in": tp.prune_conv_in_channels,
@@ -63,6 +65,11 @@ class PruneConfig:
     mean, as torch-pruning's global pruning does) instead of removing ``ratio`` of every
     layer; no layer loses more than ``max_layer_ratio`` of its channels.
 
+    ``allocation``: ``importance`` (the ranking alone decides which layers lose
+    channels) or ``latency`` (HALP-style: each channel's importance is weighed against
+    its layer's latency cost measured on the target, see ``compress.prune._cost``; needs
+    a latency goal, whose target it is measured on).
+
     ``scope``: ``all`` prunable channels, or only the ``internal`` ones (each branch's
     middle and conv5's outputs), which leaves every block output, and so every channel
     count that crosses a split or a shuffle, as the arch has it; ``ratio`` is then a share
@@ -79,12 +86,17 @@ class PruneConfig:
     max_layer_ratio: float = 0.9
     scope: str = "all"
     round_to: int = 1
+    allocation: str = "importance"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.ratio < 1.0:
             raise ConfigError(f"pruning ratio must be strictly between 0 and 1, got {self.ratio}")
         if self.scope not in SCOPES:
             raise ConfigError(f"unknown pruning scope {self.scope!r}: choose all or internal")
+        if self.allocation not in ALLOCATIONS:
+            raise ConfigError(
+                f"unknown allocation {self.allocation!r}: choose {' or '.join(ALLOCATIONS)}"
+            )
         if self.round_to < 1:
             raise ConfigError(f"--round-to must be a channel count >= 1, got {self.round_to}")
         if self.importance not in IMPORTANCES:
@@ -173,6 +185,7 @@ def select(
     max_layer_ratio: float,
     must_keep_one: Sequence[Sequence[tuple[str, int]]] = (),
     round_to: int = 1,
+    costs: Mapping[str, float] | None = None,
 ) -> dict[str, set[int]]:
     """Indices of the ``remove`` lowest scoring channels to prune.
 
@@ -180,11 +193,12 @@ def select(
     a multiple of ``round_to`` when it is pruned at all (so the total removed is close
     to, not exactly, ``remove``), and at least one channel of each ``must_keep_one``
     list survives (see :func:`branch_inputs`): a violated list gets its best channel
-    protected and the selection runs again.
+    protected and the selection runs again. ``costs`` (latency saved per channel, by
+    layer): rank globally by importance per cost instead (see ``compress.prune._cost``).
     """
     protected: set[tuple[str, int]] = set()
     while True:
-        chosen = _select(layers, scores, remove, global_ranking, max_layer_ratio, protected)
+        chosen = _select(layers, scores, remove, global_ranking, max_layer_ratio, protected, costs)
         if round_to > 1:
             chosen = _rounded(layers, scores, chosen, round_to, protected)
         violated = [
@@ -203,17 +217,20 @@ def _select(
     global_ranking: bool,
     max_layer_ratio: float,
     protected: set[tuple[str, int]],
+    costs: Mapping[str, float] | None = None,
 ) -> dict[str, set[int]]:
     caps = {
         n: min(len(layer.channels) - 1, int(max_layer_ratio * len(layer.channels)))
         for n, layer in layers.items()
     }
     chosen: dict[str, set[int]] = {n: set() for n in layers}
-    if global_ranking:
+    if global_ranking or costs:
+        mean_cost = statistics.fmean(costs.values()) if costs else 1.0
         pool = []
         for name, values in scores.items():
             mean = float(values.mean()) or 1.0
-            pool += [(float(v) / mean, name, j) for j, v in enumerate(values)]
+            weight = costs.get(name, mean_cost) / mean_cost if costs else 1.0  # unmeasured: 1
+            pool += [(float(v) / mean / weight, name, j) for j, v in enumerate(values)]
         for _, name, j in sorted(pool):
             if remove == 0:
                 break
@@ -306,8 +323,10 @@ def prune_once(
     target_removed: int,
     gradient_batches: Iterable[tuple[Tensor, Tensor]] | None = None,
     num_batches: int = 8,
+    costs: Mapping[str, float] | None = None,
 ) -> ShuffleNetV2:
-    """Prune ``model`` until ``target_removed`` channels of the original are gone."""
+    """Prune ``model`` until ``target_removed`` channels of the original are gone
+    (``costs``: latency-aware allocation, see :func:`select`)."""
     layout = layout_of(model)
     layers = in_scope(channel_groups(layout), config.scope)
     original = int(layout.pruned.get("original_channels", count_channels(layout, config.scope)))
@@ -329,6 +348,7 @@ def prune_once(
         config.max_layer_ratio,
         branch_inputs(layout),
         config.round_to,
+        costs,
     )
     pruned = apply(model, removed)
     assert pruned.layout is not None
@@ -340,11 +360,13 @@ def prune_once(
         "global": config.global_ranking,
         "scope": config.scope,
         "round_to": config.round_to,
+        "allocation": "latency" if costs else "importance",
     }
     return pruned
 
 
 __all__ = [
+    "ALLOCATIONS",
     "IMPORTANCES",
     "SCOPES",
     "Member",

@@ -98,17 +98,24 @@ def prune_checkpoint(
     )
     if latency is not None and target is None:
         raise ConfigError("--latency needs a --target to measure on")
+    if config.allocation == "latency" and latency is None:
+        raise ConfigError(
+            "--allocate latency weighs channels by their latency measured on --target: "
+            "give a --latency goal too"
+        )
     source, out = Path(checkpoint), Path(out)
     _, model, splits = load_source(source, data)
     arch = model.arch
     teacher = copy.deepcopy(model).eval() if distill else None
     original = count_channels(layout_of(model), config.scope)
     goal: dict[str, Any] | None = None
+    costs: dict[str, float] | None = None
     if latency is not None:
         assert target is not None
         batches = train_batches(splits, arch, batch_size, seed)
         removed, goal = goal_removal(model, config, latency, load_target(target), batches, log)
         config = dataclasses.replace(config, ratio=removed / original)
+        costs = goal.get("layer_costs_ms")
     before = {**model_metrics(model, splits, device), "channels": original}
     log(f"before: {_line(before)}")
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
@@ -119,6 +126,7 @@ def prune_checkpoint(
                 config,
                 target_removed,
                 train_batches(splits, arch, batch_size, seed),
+                costs=costs,
             )
             recalibrate_bn(model, train_batches(splits, arch, batch_size, seed), bn_batches)
             if tune is not None:

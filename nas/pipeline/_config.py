@@ -56,7 +56,9 @@ class PruneStage:
     """``latency``: a goal on the run's target (``0.7x`` of each model's latency, or a time
     such as ``3ms``), reached by measurement; else ``ratio`` of the channels. ``round_to``:
     default the target runtime's channel block (see ``compress.prune.block_size``).
-    ``distill``: the unpruned parent teaches during fine-tuning."""
+    ``distill``: the unpruned parent teaches during fine-tuning. ``allocate``: how the
+    layers share a latency goal, ``importance`` or ``latency`` (importance per latency
+    cost measured on the target; needs ``latency``)."""
 
     ratio: float = 0.3
     latency: str | None = None
@@ -66,11 +68,21 @@ class PruneStage:
     distill: bool = False  # fine-tuning also learns from the unpruned parent
     models: int = 2  # the best N front models by validation accuracy
     round_to: int | None = None
+    allocate: str = "importance"
 
     def __post_init__(self) -> None:
-        if self.latency is not None:
-            from compress.prune import LatencyGoal
+        from compress.prune import ALLOCATIONS, LatencyGoal
 
+        if self.allocate not in ALLOCATIONS:
+            raise ConfigError(
+                f"prune.allocate {self.allocate!r}: choose {' or '.join(ALLOCATIONS)}"
+            )
+        if self.allocate == "latency" and self.latency is None:
+            raise ConfigError(
+                "prune.allocate latency weighs channels by latency on the target: "
+                "give prune.latency (e.g. 0.7x) too"
+            )
+        if self.latency is not None:
             LatencyGoal.parse(self.latency)  # a bad goal fails now, not after the search
 
 

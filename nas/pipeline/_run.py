@@ -249,7 +249,9 @@ def _prune(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -
         prune_checkpoint(
             config.run / str(row["checkpoint"]),
             folder / "pruned.pt",
-            PruneConfig(ratio=p.ratio, importance=p.importance, round_to=round_to),
+            PruneConfig(
+                ratio=p.ratio, importance=p.importance, round_to=round_to, allocation=p.allocate
+            ),
             latency=goal,
             steps=p.steps,
             finetune_epochs=p.finetune_epochs,
