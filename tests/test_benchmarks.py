@@ -333,3 +333,32 @@ def test_latency_repeat_measures_quiet_then_busy(tmp_path):
         assert row["busy_ok"] == (abs(row["busy_off"]) <= 0.10 or row["busy_noisy"])
     summary = payload["summary"]["quick-torch"]
     assert summary["busy_silently_off"] == sum(not r["busy_ok"] for r in rows)
+
+
+@pytest.mark.slow
+def test_prune_goal_compares_the_allocations_side_by_side(tmp_path, trained):
+    target = tmp_path / "quick-ort.yaml"
+    HardwareTarget(target.stem, "onnxruntime", warmup=2, repeats=8, retries=0).to_yaml(target)
+    args = ["--checkpoint", trained, "--target", target, "--latency", "0.8x"]
+    payload = _script(
+        tmp_path, "prune_goal", *args, "--scope", "internal", "--work", tmp_path / "w"
+    )
+    rows = payload["rows"]
+    assert [r["allocation"] for r in rows] == ["uniform", "global", "latency"]
+    (h,) = {r["arch_hash"] for r in rows}
+    parent = payload["samples"][f"{h} parent"]
+    for row in rows:
+        pruned = payload["samples"][f"{h} {row['allocation']}"]
+        assert row["speedup"] == pytest.approx(
+            statistics.median(p / m for p, m in zip(parent, pruned, strict=True))
+        )
+        assert row["goal_error"] == pytest.approx(
+            statistics.median(m / (0.8 * p) - 1 for p, m in zip(parent, pruned, strict=True))
+        )
+        assert row["goal_met"] == (abs(row["goal_error"]) <= 0.05)
+        report = payload["reports"][f"{h} {row['allocation']}"]
+        assert report["prune"]["finetune_epochs"] == 1  # the same fine-tuning for every arm
+        costs = report["prune"]["latency_goal"]["layer_costs_ms"]
+        assert (costs is not None) == (row["allocation"] == "latency")
+    best = max(rows, key=lambda r: r["val_acc"])["allocation"]
+    assert payload["best"] == {h: best}

@@ -3,7 +3,13 @@ split/concat/shuffle dependencies)."""
 
 from compress._common import model_metrics
 from compress.prune._cost import layer_costs
-from compress.prune._goal import LatencyGoal, block_size, goal_removal, search_removal
+from compress.prune._goal import (
+    TOLERANCE,
+    LatencyGoal,
+    block_size,
+    goal_removal,
+    search_removal,
+)
 from compress.prune._groups import Layer, channel_groups, pruned_layout, shuffle_order
 from compress.prune._prune import (
     ALLOCATIONS,
@@ -28,6 +34,7 @@ __all__ = [
     "IMPORTANCES",
     "NEEDS_GRADIENTS",
     "SCOPES",
+    "TOLERANCE",
     "LatencyGoal",
     "Layer",
     "PruneConfig",

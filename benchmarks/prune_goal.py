@@ -1,0 +1,159 @@
+"""Pruning to a latency goal: which allocation of the channels keeps the most accuracy at
+the latency asked for (issue 24).
+
+    python benchmarks/prune_goal.py --scale cpu \\
+        --checkpoint runs/bench-baselines-cpu/shufflenet_v2_x1_0_cifar/model.pt \\
+        --checkpoint runs/bench-search-cpu/retrain/029abd594e/model.pt
+
+Each checkpoint is pruned by ``compress.prune`` to ``--latency`` (default 0.6x of its own
+latency) on ``--target`` (default cpu-ort-1t), widths kept to the target runtime's
+channel block, with each allocation of the channels to remove:
+
+- ``uniform``: the same share of every layer, lowest importance first: what ``--ratio``
+  does, with the share found by measurement;
+- ``global``: one importance ranking across layers (``--global``);
+- ``latency``: importance per latency cost, each layer's cost measured on the target
+  (``--allocate latency``, HALP's knapsack).
+
+Every arm gets the same fine-tuning (``--finetune`` epochs, lr 0.02, the checkpoint's own
+data). Then the parents and every pruned model are measured side by side on the target,
+rounds alternating between models: speedup is the median of the ratios within a round,
+the goal error the pruned latency against goal x parent from the same rounds. Validation
+accuracy (carved from training images) compares the arms; test accuracy is only
+reported. Finished arms are kept in ``--work`` and not pruned again. Nothing else may run
+on the machine meanwhile. Writes results/prune_goal_<scale>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, measure_checkpoints, publish
+
+from compress.prune import TOLERANCE, LatencyGoal, PruneConfig, block_size, prune_checkpoint
+from nas.checkpoint import arch_of, load_checkpoint
+from nas.latency import load_target
+
+ARMS: dict[str, dict[str, Any]] = {
+    "uniform": {},
+    "global": {"global_ranking": True},
+    "latency": {"allocation": "latency"},
+}
+SETTINGS = {"cpu": {"finetune": 3, "rounds": 7}, "tiny": {"finetune": 1, "rounds": 1}}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", choices=tuple(SETTINGS), default="cpu")
+    parser.add_argument("--checkpoint", type=Path, action="append", required=True)
+    parser.add_argument("--latency", default="0.6x", help="goal: 0.6x (of the parent) or 3ms")
+    parser.add_argument("--target", default="cpu-ort-1t")
+    parser.add_argument("--scope", default="all", help="all channels or 'internal' ones")
+    parser.add_argument("--finetune", type=int, help="fine-tuning epochs after pruning")
+    parser.add_argument("--rounds", type=int, help="side-by-side measuring rounds")
+    parser.add_argument("--work", type=Path, default=Path("runs/bench-prune-goal"))
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    settings = SETTINGS[args.scale]
+    finetune = settings["finetune"] if args.finetune is None else args.finetune
+    rounds = settings["rounds"] if args.rounds is None else args.rounds
+    goal = LatencyGoal.parse(args.latency)
+    target = load_target(args.target)
+    round_to = block_size(target)
+    started = time.time()
+
+    reports: dict[tuple[str, str], dict[str, Any]] = {}
+    parents: dict[str, Path] = {}
+    names: dict[str, str] = {}
+    for checkpoint in args.checkpoint:
+        arch = arch_of(load_checkpoint(checkpoint, kind="model"))
+        parents[arch.hash], names[arch.hash] = checkpoint, arch.short_name()
+        for arm, changes in ARMS.items():
+            out = args.work / arch.hash / f"{arm}.pt"
+            if not out.with_suffix(".json").exists():
+                print(f"== {arch.short_name()} ({arch.hash}): {arm} allocation to {goal}")
+                out.parent.mkdir(parents=True, exist_ok=True)
+                prune_checkpoint(
+                    checkpoint,
+                    out,
+                    PruneConfig(0.5, scope=args.scope, round_to=round_to, **changes),
+                    latency=goal,
+                    finetune_epochs=finetune,
+                    lr=0.02,
+                    target=args.target,
+                )
+            reports[arch.hash, arm] = json.loads(out.with_suffix(".json").read_text())
+
+    paths = {f"{h} parent": p for h, p in parents.items()}
+    paths |= {f"{h} {arm}": Path(r["checkpoint"]) for (h, arm), r in reports.items()}
+    samples = measure_checkpoints(paths, (args.target,), rounds)
+
+    rows = []
+    for (h, arm), report in reports.items():
+        parent = samples[args.target, f"{h} parent"]
+        pruned = samples[args.target, f"{h} {arm}"]
+        ratios = [p / m for p, m in zip(parent, pruned, strict=True)]
+        errors = [m / goal.ms(p) - 1 for p, m in zip(parent, pruned, strict=True)]
+        before, after = report["before"], report["after"]
+        record = report["prune"]["latency_goal"]
+        rows.append(
+            {
+                "model": names[h],
+                "arch_hash": h,
+                "allocation": arm,
+                "parent_ms": statistics.median(parent),
+                "latency_ms": statistics.median(pruned),
+                "speedup": statistics.median(ratios),
+                "speedup_min": min(ratios),
+                "speedup_max": max(ratios),
+                "goal_error": statistics.median(errors),
+                "goal_met": abs(statistics.median(errors)) <= TOLERANCE,
+                "channels_removed": report["ratio_reached"],
+                "flops_M": after["flops"] / 1e6,
+                "val_acc_parent": before["val_acc"],
+                "val_acc": after["val_acc"],
+                "val_drop_points": 100 * (before["val_acc"] - after["val_acc"]),
+                "test_acc": after["test_acc"],
+                "probes": len(record["probes"]) + len(record.get("layer_probes") or {}),
+                "kept": report["kept"],
+            }
+        )
+    best = {
+        h: max((r for r in rows if r["arch_hash"] == h), key=lambda r: r["val_acc"])["allocation"]
+        for h in parents
+    }
+    notes = (
+        f"Goal {goal} on {args.target} (tolerance {TOLERANCE:.0%}), widths in multiples of "
+        f"{round_to} (the runtime's block on this CPU), scope {args.scope}, {finetune} "
+        "fine-tuning epochs (lr 0.02) for every arm. Latency: median over "
+        f"{rounds} rounds alternating between models; speedup and goal error from the ratios "
+        "within a round. `probes`: latency measurements the pruning made (bisection, plus one "
+        "per layer for the latency allocation). Best allocation by validation accuracy: "
+        + ", ".join(f"{h} {a}" for h, a in best.items())
+        + ". Test accuracy is reported, never used to choose."
+    )
+    extra = {
+        "goal": str(goal),
+        "target": args.target,
+        "round_to": round_to,
+        "finetune_epochs": finetune,
+        "rounds": rounds,
+        "best": best,
+        "reports": {f"{h} {arm}": r for (h, arm), r in reports.items()},
+        "samples": {name: samples[args.target, name] for name in paths},
+        "wall_s": round(time.time() - started, 1),
+    }
+    publish("prune_goal", args.scale, rows, extra, list(rows[0]), notes, args.results)
+
+
+if __name__ == "__main__":
+    main()
