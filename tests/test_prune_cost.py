@@ -68,6 +68,24 @@ def test_costs_recover_each_layers_price_per_channel():
         assert probes[name]["saved_ms"] == pytest.approx(price * probes[name]["removed"])
 
 
+def test_a_parent_that_drifts_more_than_the_savings_is_reported():
+    model = _model()
+    true = _true_costs(model)
+    latency_ms = _latency_model(true)
+    parent = latency_ms(model)
+    said: list[str] = []
+    costs, probes = layer_costs(
+        model, PruneConfig(0.5, scope=SCOPE), latency_ms, parent, said.append, lambda: parent + 5
+    )
+    assert probes["parent"] == {"removed": 0, "latency_ms": parent + 5, "saved_ms": -5}
+    assert "parent" not in costs and any("costs are noise here" in line for line in said)
+    quiet: list[str] = []
+    layer_costs(
+        model, PruneConfig(0.5, scope=SCOPE), latency_ms, parent, quiet.append, lambda: parent
+    )
+    assert not any("warning" in line for line in quiet)
+
+
 def test_costs_respect_the_channel_block():
     model = _model()
     latency_ms = _latency_model(_true_costs(model))
@@ -151,7 +169,7 @@ def test_latency_allocation_end_to_end_on_onnxruntime(tmp_path, trained):
     goal = report["prune"]["latency_goal"]
     assert goal["allocation"] == "latency" and goal["layer_costs_ms"]
     assert all(c > 0 for c in goal["layer_costs_ms"].values())
-    assert set(goal["layer_probes"]) == set(goal["layer_costs_ms"])
+    assert set(goal["layer_probes"]) == set(goal["layer_costs_ms"]) | {"parent"}
     assert report["prune"]["allocation"] == "latency"
     saved = json.loads(out.with_suffix(".json").read_text())
     assert saved["prune"]["latency_goal"]["layer_costs_ms"] == goal["layer_costs_ms"]

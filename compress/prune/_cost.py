@@ -41,10 +41,15 @@ def layer_costs(
     latency_ms: Callable[[ShuffleNetV2], float],
     parent_ms: float,
     log: Callable[[str], None] = print,
+    parent_again: Callable[[], float] | None = None,
 ) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Milliseconds saved per channel removed, for every layer in ``config.scope`` that
     can lose channels, measured by ``latency_ms`` against ``parent_ms``; and per layer
-    the record of the probe (channels removed, latency measured, saving)."""
+    the record of the probe (channels removed, latency measured, saving).
+
+    ``parent_again``: a fresh measurement of the parent, taken after the probes; how far
+    it lies from ``parent_ms`` is the noise the savings are read against, recorded under
+    ``"parent"`` and reported when most savings are smaller."""
     layout = layout_of(model)
     layers = in_scope(channel_groups(layout), config.scope)
     scores = channel_scores(model, layers, "l1")  # which channels: only the count matters
@@ -69,7 +74,17 @@ def layer_costs(
         ms = latency_ms(apply(model, chosen).eval())
         probes[name] = {"removed": removed, "latency_ms": ms, "saved_ms": parent_ms - ms}
         log(f"  cost of {name}: {removed} channels cut, {parent_ms - ms:+.4f} ms saved")
-    raw = {name: p["saved_ms"] / p["removed"] for name, p in probes.items()}
+    if parent_again is not None:
+        again = parent_again()
+        noise = abs(again - parent_ms)
+        probes["parent"] = {"removed": 0, "latency_ms": again, "saved_ms": parent_ms - again}
+        savings = [abs(p["saved_ms"]) for n, p in probes.items() if n != "parent"]
+        if savings and statistics.median(savings) < noise:
+            log(
+                f"  warning: the parent measured {parent_ms:.4f} then {again:.4f} ms: most "
+                "layers' savings are smaller than that drift, so their costs are noise here"
+            )
+    raw = {n: p["saved_ms"] / p["removed"] for n, p in probes.items() if n != "parent"}
     positive = [c for c in raw.values() if c > 0]
     floor = FLOOR * statistics.median(positive) if positive else 1.0
     return {name: max(c, floor) for name, c in raw.items()}, probes

@@ -173,7 +173,14 @@ def goal_removal(
         cost_probes: dict[str, dict[str, float]] = {}
         if config.allocation == "latency":
             log(f"measuring each layer's latency cost on {target.name}")
-            costs, cost_probes = layer_costs(model, config, latency_ms, parent_ms, log)
+            costs, cost_probes = layer_costs(
+                model,
+                config,
+                latency_ms,
+                parent_ms,
+                log,
+                parent_again=lambda: meter.measure_module(parent.eval(), shape).median_ms,
+            )
 
         def probe(removed: int) -> float:
             trial = replace(config, ratio=min(removed / original, 0.999))
