@@ -13,15 +13,18 @@ channel block, with each allocation of the channels to remove:
   does, with the share found by measurement;
 - ``global``: one importance ranking across layers (``--global``);
 - ``latency``: importance per latency cost, each layer's cost measured on the target
-  (``--allocate latency``, HALP's knapsack).
+  (``--allocate latency``, HALP's knapsack);
+- ``latency+kd``: the same allocation, fine-tuned with distillation from the unpruned
+  parent (``--distill``): the control for plain fine-tuning.
 
 Every arm gets the same fine-tuning (``--finetune`` epochs, lr 0.02, the checkpoint's own
-data). Then the parents and every pruned model are measured side by side on the target,
-rounds alternating between models: speedup is the median of the ratios within a round,
-the goal error the pruned latency against goal x parent from the same rounds. Validation
-accuracy (carved from training images) compares the arms; test accuracy is only
-reported. Finished arms are kept in ``--work`` and not pruned again. Nothing else may run
-on the machine meanwhile. Writes results/prune_goal_<scale>.{json,md}.
+data); only ``latency+kd`` adds the parent's soft predictions. Then the parents and
+every pruned model are measured side by side on the target, rounds alternating between
+models: speedup is the median of the ratios within a round, the goal error the pruned
+latency against goal x parent from the same rounds. Validation accuracy (carved from
+training images) compares the arms; test accuracy is only reported. Finished arms are
+kept in ``--work`` and not pruned again. Nothing else may run on the machine meanwhile.
+Writes results/prune_goal_<scale>.{json,md}.
 """
 
 from __future__ import annotations
@@ -41,10 +44,11 @@ from compress.prune import TOLERANCE, LatencyGoal, PruneConfig, block_size, prun
 from nas.checkpoint import arch_of, load_checkpoint
 from nas.latency import load_target
 
-ARMS: dict[str, dict[str, Any]] = {
-    "uniform": {},
-    "global": {"global_ranking": True},
-    "latency": {"allocation": "latency"},
+ARMS: dict[str, tuple[dict[str, Any], bool]] = {  # PruneConfig changes, distill
+    "uniform": ({}, False),
+    "global": ({"global_ranking": True}, False),
+    "latency": ({"allocation": "latency"}, False),
+    "latency+kd": ({"allocation": "latency"}, True),
 }
 SETTINGS = {"cpu": {"finetune": 3, "rounds": 7}, "tiny": {"finetune": 1, "rounds": 1}}
 
@@ -77,7 +81,7 @@ def main() -> None:
     for checkpoint in args.checkpoint:
         arch = arch_of(load_checkpoint(checkpoint, kind="model"))
         parents[arch.hash], names[arch.hash] = checkpoint, arch.short_name()
-        for arm, changes in ARMS.items():
+        for arm, (changes, distill) in ARMS.items():
             out = args.work / arch.hash / f"{arm}.pt"
             if not out.with_suffix(".json").exists():
                 print(f"== {arch.short_name()} ({arch.hash}): {arm} allocation to {goal}")
@@ -88,6 +92,7 @@ def main() -> None:
                     PruneConfig(0.5, scope=args.scope, round_to=round_to, **changes),
                     latency=goal,
                     finetune_epochs=finetune,
+                    distill=distill,
                     lr=0.02,
                     target=args.target,
                 )
@@ -110,6 +115,7 @@ def main() -> None:
                 "model": names[h],
                 "arch_hash": h,
                 "allocation": arm,
+                "distill": report["prune"]["distill"],
                 "parent_ms": statistics.median(parent),
                 "latency_ms": statistics.median(pruned),
                 "speedup": statistics.median(ratios),

@@ -344,7 +344,8 @@ def test_prune_goal_compares_the_allocations_side_by_side(tmp_path, trained):
         tmp_path, "prune_goal", *args, "--scope", "internal", "--work", tmp_path / "w"
     )
     rows = payload["rows"]
-    assert [r["allocation"] for r in rows] == ["uniform", "global", "latency"]
+    assert [r["allocation"] for r in rows] == ["uniform", "global", "latency", "latency+kd"]
+    assert [r["distill"] for r in rows] == [False, False, False, True]
     (h,) = {r["arch_hash"] for r in rows}
     parent = payload["samples"][f"{h} parent"]
     for row in rows:
@@ -359,6 +360,6 @@ def test_prune_goal_compares_the_allocations_side_by_side(tmp_path, trained):
         report = payload["reports"][f"{h} {row['allocation']}"]
         assert report["prune"]["finetune_epochs"] == 1  # the same fine-tuning for every arm
         costs = report["prune"]["latency_goal"]["layer_costs_ms"]
-        assert (costs is not None) == (row["allocation"] == "latency")
+        assert (costs is not None) == row["allocation"].startswith("latency")
     best = max(rows, key=lambda r: r["val_acc"])["allocation"]
     assert payload["best"] == {h: best}
