@@ -16,6 +16,10 @@ at FLOPs quantiles of 400 random samples), on each target:
    figure: how far each result lies from the arch's quiet median, and whether it is
    within 10% or flagged noisy (the goal: none silently off by more).
 
+Beside the protocol's own figure, the same quiet passes are read out without the speed
+normalisation (median, minimum, 10th percentile) and the reference's speed factor alone:
+which part of the protocol the spread comes from.
+
 Nothing else may run on the machine meanwhile. ``tiny`` (CI smoke): 2 archs, 2 rounds, no
 gap. Writes results/latency_repeat_<scale>.{json,md}.
 """
@@ -34,7 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, add_targets_argument, publish
 
 from nas.arch import ArchConfig
-from nas.latency import MAX_PASS_SPREAD, LatencyMeter, load_target, measure_passes, pass_spread
+from nas.latency import (
+    MAX_PASS_SPREAD,
+    LatencyMeter,
+    LatencyStats,
+    load_target,
+    measure_passes,
+    pass_spread,
+)
 from nas.models import count_flops
 from nas.space import SearchSpace, load_space
 
@@ -52,6 +63,25 @@ def spread_archs(space: SearchSpace, count: int, samples: int = 400) -> list[Arc
     for i in range(1, count - 1):
         picks.insert(-1, pool[round(i * (len(pool) - 1) / (count - 1))])
     return picks[:count]
+
+
+READOUTS = ("raw", "raw_min", "raw_p10", "speed")
+READOUT_NOTE = (
+    "`raw`: the median before speed normalisation; `raw_min` / `raw_p10`: the fastest run and "
+    "the 10th percentile, before normalisation; `speed`: the reference model's speed factor "
+    "that normalisation divides by (its spread is the reference's own noise)."
+)
+
+
+def _readouts(stats: list[LatencyStats]) -> dict[str, list[float]]:
+    """Each pass read out without speed normalisation (the factor undone) and the factor."""
+    speeds = [st.speed for st in stats]
+    return {
+        "raw": [st.median_ms * st.speed for st in stats],
+        "raw_min": [st.min_ms * st.speed for st in stats],
+        "raw_p10": [st.p10_ms * st.speed for st in stats],
+        "speed": speeds,
+    }
 
 
 def busy_core(seconds: float) -> subprocess.Popen[bytes]:
@@ -76,7 +106,7 @@ def main() -> None:
     archs = spread_archs(load_space(args.space), count)
     targets = [load_target(t) for t in args.targets]
 
-    quiet: dict[tuple[str, str], list[float]] = {
+    quiet: dict[tuple[str, str], list[LatencyStats]] = {
         (t.name, a.hash): [] for t in targets for a in archs
     }
     for r in range(rounds):
@@ -85,7 +115,7 @@ def main() -> None:
             with LatencyMeter(target) as meter:  # a fresh measuring process each round
                 for arch in archs:
                     m = meter.measure_arch(arch, use_cache=False)
-                    quiet[target.name, arch.hash].append(m.median_ms)
+                    quiet[target.name, arch.hash].append(m.stats)
         print(f"quiet round {r + 1}/{rounds} done", flush=True)
         if r + 1 < rounds:
             time.sleep(max(0.0, gap_s - (time.monotonic() - round_start)))
@@ -108,7 +138,9 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for target in targets:
         for arch in archs:
-            passes = quiet[target.name, arch.hash]
+            stats = quiet[target.name, arch.hash]
+            passes = [st.median_ms for st in stats]
+            readouts = _readouts(stats)
             reference = statistics.median(passes)
             loaded = busy[target.name, arch.hash]
             off = loaded.latency_ms / reference - 1
@@ -120,6 +152,8 @@ def main() -> None:
                     "quiet_ms": round(reference, 4),
                     "quiet_passes_ms": [round(v, 4) for v in passes],
                     "quiet_spread": round(pass_spread(passes), 4),
+                    **{f"{k}_spread": round(pass_spread(v), 4) for k, v in readouts.items()},
+                    **{f"{k}_passes": [round(x, 4) for x in v] for k, v in readouts.items()},
                     "busy_ms": round(loaded.latency_ms, 4),
                     "busy_first_pass_off": round(loaded.medians[0] / reference - 1, 4),
                     "busy_passes": len(loaded.medians),
@@ -133,21 +167,32 @@ def main() -> None:
             "median_quiet_spread": statistics.median(
                 r["quiet_spread"] for r in rows if r["target"] == t.name
             ),
+            **{
+                f"median_{k}_spread": statistics.median(
+                    r[f"{k}_spread"] for r in rows if r["target"] == t.name
+                )
+                for k in READOUTS
+            },
             "busy_ok_share": statistics.fmean(r["busy_ok"] for r in rows if r["target"] == t.name),
             "busy_silently_off": sum(not r["busy_ok"] for r in rows if r["target"] == t.name),
         }
         for t in targets
     }
-    columns = [c for c in rows[0] if c != "quiet_passes_ms"]
+    columns = [c for c in rows[0] if not c.endswith("passes_ms") and not c.endswith("_passes")]
     notes = (
         f"{len(archs)} archs x {len(targets)} targets; quiet: {rounds} rounds at least "
         f"{gap_s / 60:g} min apart (fresh measuring process per round, uncached); busy: one "
         f"core kept busy, each arch through measure_passes (re-measures passes that differ "
         f"by over {MAX_PASS_SPREAD:.0%}). Goals (issue 25): median quiet spread <= 5% per "
         f"target; busy: every result within {BUSY_TOLERANCE:.0%} of its quiet median or "
-        "flagged noisy. "
+        "flagged noisy. Other readouts of the same quiet passes (the diagnosis: which part "
+        "of the protocol spreads): "
+        + READOUT_NOTE
+        + " "
         + "; ".join(
-            f"{name}: median quiet spread {s['median_quiet_spread']:.1%}, busy ok "
+            f"{name}: median quiet spread {s['median_quiet_spread']:.1%} (raw "
+            f"{s['median_raw_spread']:.1%}, raw minimum {s['median_raw_min_spread']:.1%}, "
+            f"reference speed {s['median_speed_spread']:.1%}), busy ok "
             f"{s['busy_ok_share']:.0%} ({s['busy_silently_off']} silently off)"
             for name, s in summary.items()
         )

@@ -328,6 +328,11 @@ def test_latency_repeat_measures_quiet_then_busy(tmp_path):
         assert len(passes) == 2
         assert row["quiet_ms"] == pytest.approx(statistics.median(passes), abs=1e-4)
         assert row["quiet_spread"] == pytest.approx(pass_spread(passes), abs=1e-4)
+        # the diagnosis readouts undo the speed normalisation of the same passes
+        for got, passed, speed in zip(row["raw_passes"], passes, row["speed_passes"], strict=True):
+            assert got == pytest.approx(passed * speed, rel=1e-3, abs=1e-3)
+        assert all(m <= r for m, r in zip(row["raw_min_passes"], row["raw_passes"], strict=True))
+        assert row["raw_spread"] == pytest.approx(pass_spread(row["raw_passes"]), abs=1e-3)
         assert 3 <= row["busy_passes"] <= 6
         assert row["busy_off"] == pytest.approx(row["busy_ms"] / row["quiet_ms"] - 1, abs=1e-3)
         assert row["busy_ok"] == (abs(row["busy_off"]) <= 0.10 or row["busy_noisy"])
