@@ -16,9 +16,11 @@ at FLOPs quantiles of 400 random samples), on each target:
    figure: how far each result lies from the arch's quiet median, and whether it is
    within 10% or flagged noisy (the goal: none silently off by more).
 
-Beside the protocol's own figure, the same quiet passes are read out without the speed
-normalisation (median, minimum, 10th percentile) and the reference's speed factor alone:
-which part of the protocol the spread comes from.
+The quiet passes are measured with speed normalisation on and read out both ways:
+``quiet_spread`` normalised (the protocol until 2026-12-03), ``raw_spread`` without it (the
+protocol since, ``normalize`` off by default), also the raw minimum and 10th percentile and
+the reference's speed factor alone: which part of the protocol the spread comes from. The
+busy phase measures with the target as given.
 
 Nothing else may run on the machine meanwhile. ``tiny`` (CI smoke): 2 archs, 2 rounds, no
 gap. Writes results/latency_repeat_<scale>.{json,md}.
@@ -27,6 +29,7 @@ gap. Writes results/latency_repeat_<scale>.{json,md}.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import subprocess
 import sys
@@ -112,7 +115,9 @@ def main() -> None:
     for r in range(rounds):
         round_start = time.monotonic()
         for target in targets:
-            with LatencyMeter(target) as meter:  # a fresh measuring process each round
+            # a fresh measuring process each round; normalised, so that each pass carries
+            # both readouts (the raw median is the protocol's figure since 2026-12-03)
+            with LatencyMeter(dataclasses.replace(target, normalize=True)) as meter:
                 for arch in archs:
                     m = meter.measure_arch(arch, use_cache=False)
                     quiet[target.name, arch.hash].append(m.stats)
