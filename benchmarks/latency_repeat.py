@@ -17,10 +17,10 @@ at FLOPs quantiles of 400 random samples), on each target:
    within 10% or flagged noisy (the goal: none silently off by more).
 
 The quiet passes are measured with speed normalisation on and read out both ways:
-``quiet_spread`` normalised (the protocol until 2026-12-03), ``raw_spread`` without it (the
-protocol since, ``normalize`` off by default), also the raw minimum and 10th percentile and
-the reference's speed factor alone: which part of the protocol the spread comes from. The
-busy phase measures with the target as given.
+``quiet_spread`` normalised (the default protocol), ``raw_spread`` without it
+(``normalize: false``), also the raw minimum and 10th percentile and the reference's
+speed factor alone: which part of the protocol the spread comes from. The busy phase
+measures with the target as given.
 
 Nothing else may run on the machine meanwhile. ``tiny`` (CI smoke): 2 archs, 2 rounds, no
 gap. Writes results/latency_repeat_<scale>.{json,md}.
@@ -116,7 +116,7 @@ def main() -> None:
         round_start = time.monotonic()
         for target in targets:
             # a fresh measuring process each round; normalised, so that each pass carries
-            # both readouts (the raw median is the protocol's figure since 2026-12-03)
+            # both readouts whatever the target says
             with LatencyMeter(dataclasses.replace(target, normalize=True)) as meter:
                 for arch in archs:
                     m = meter.measure_arch(arch, use_cache=False)

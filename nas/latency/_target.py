@@ -28,10 +28,11 @@ class HardwareTarget:
     ``runtime`` names a backend in :data:`nas.latency.RUNTIMES` (``torch``,
     ``onnxruntime``, ...). ``cores`` pins the measuring process (default: the last
     ``threads`` cores it may use). ``normalize`` expresses every latency at the machine's
-    calibrated speed, from a reference model timed alongside (see ``LatencyMeter``); off
-    by default: measured on this project's 2-core VM it widened the pass-to-pass spread
-    (``benchmarks/latency_repeat.py``, 2026-12-03: 23% raw against 41% normalised on torch
-    eager, 32% against 38% on ONNX Runtime).
+    calibrated speed, from a reference model timed alongside (see ``LatencyMeter``). On a
+    quiet 2-core VM it widened the pass-to-pass spread (``benchmarks/latency_repeat.py``,
+    2026-12-03: 41% normalised against 23% raw on torch eager, 38% against 32% on ONNX
+    Runtime); it stays on until the loaded case, where another process slows subject and
+    reference alike, is measured both ways too.
     ``options`` are runtime-specific (for ONNX Runtime:
     ``graph_optimization: all|extended|basic|disabled``). Resolution comes from the arch.
     """
@@ -47,7 +48,7 @@ class HardwareTarget:
     max_cv: float = 0.05
     retries: int = 2
     cores: tuple[int, ...] | None = None
-    normalize: bool = False
+    normalize: bool = True
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     path: Path | None = field(default=None, compare=False)
