@@ -183,7 +183,7 @@ def main() -> None:
         }
         for t in targets
     }
-    columns = [c for c in rows[0] if not c.endswith("passes_ms") and not c.endswith("_passes")]
+    columns = [c for c, v in rows[0].items() if not isinstance(v, list)]  # passes: JSON only
     notes = (
         f"{len(archs)} archs x {len(targets)} targets; quiet: {rounds} rounds at least "
         f"{gap_s / 60:g} min apart (fresh measuring process per round, uncached); busy: one "
