@@ -3,6 +3,8 @@ metrics recorded before and after, latency on a target."""
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +67,35 @@ def train_batches(
     )
 
 
-def latency_record(target: str, measurement: Measurement) -> dict[str, Any]:
-    stats = measurement.stats
+# Rounds of a side-by-side comparison: each round measures every subject once, in turn, so
+# a change of the host's speed (a shared VM's speed moves by a quarter within minutes,
+# issue 25) falls on all of them alike instead of on whichever was measured then.
+SIDE_BY_SIDE_ROUNDS = 3
+
+
+def side_by_side(
+    measures: dict[str, Callable[[], Measurement]], rounds: int = SIDE_BY_SIDE_ROUNDS
+) -> dict[str, list[Measurement]]:
+    """Every subject measured once per round, rounds in turn: ``{name: [per round]}``."""
+    out: dict[str, list[Measurement]] = {name: [] for name in measures}
+    for _ in range(rounds):
+        for name, measure in measures.items():
+            out[name].append(measure())
+    return out
+
+
+def latency_record(target: str, *measurements: Measurement) -> dict[str, Any]:
+    """One subject's latency on ``target``: the median over its rounds of each round's
+    median (one round: that measurement), with every round kept."""
+    if not measurements:
+        raise ValueError("latency_record needs at least one measurement")
+    stats = [m.stats for m in measurements]
     return {
         "target": target,
-        "latency_ms": stats.median_ms,
-        "latency_p90_ms": stats.p90_ms,
-        "latency_cv": stats.cv,
-        "noisy": stats.noisy,
+        "latency_ms": statistics.median(s.median_ms for s in stats),
+        "latency_p90_ms": statistics.median(s.p90_ms for s in stats),
+        "latency_cv": max(s.cv for s in stats),
+        "noisy": any(s.noisy for s in stats),
+        "cached": any(m.cached for m in measurements),
+        "rounds_ms": [s.median_ms for s in stats],
     }

@@ -12,7 +12,7 @@ import compress.prune._run as run_module
 from compress.prune import LatencyGoal, PruneConfig, block_size, prune_checkpoint, search_removal
 from nas import ConfigError
 from nas.checkpoint import load_checkpoint
-from nas.latency import HardwareTarget
+from nas.latency import HardwareTarget, LatencyCache
 
 from .helpers import call_cli
 
@@ -92,8 +92,17 @@ def ort_target(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_the_command_prunes_to_a_relative_goal_on_the_target(tmp_path, trained, ort_target, capsys):
+def test_the_command_prunes_to_a_relative_goal_on_the_target(
+    tmp_path, trained, ort_target, capsys, monkeypatch
+):
     from compress.prune.__main__ import main
+
+    def cached(*args, **kwargs):
+        raise AssertionError("a goal or a speedup was read from, or written to, the cache")
+
+    # the goal is a share of the parent's latency now, and the speedup a ratio side by side
+    monkeypatch.setattr(LatencyCache, "get", cached)
+    monkeypatch.setattr(LatencyCache, "put", cached)
 
     out = tmp_path / "p.pt"
     args = ["--checkpoint", trained, "--latency", "0.7x", "--target", ort_target, "--out", out]

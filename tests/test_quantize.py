@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 import subprocess
 import sys
 
@@ -188,6 +189,13 @@ def test_cli_onnxruntime_ptq(tmp_path, trained, targets):
     for v in report["variants"]:
         assert (out / v["file"]).exists() and v["latency"]["latency_ms"] > 0
         assert v["top1_agreement"] > 0.8
+    # a speedup is a ratio measured now, side by side: never a latency from the cache
+    timed = [*report["variants"], *report["fp32"]["graphs"]]
+    assert not any(t["latency"]["cached"] for t in timed)
+    for t in timed:  # every graph once per round, in turn; the median of the rounds kept
+        rounds = t["latency"]["rounds_ms"]
+        assert len(rounds) == report["latency_rounds"] == 3
+        assert t["latency"]["latency_ms"] == pytest.approx(statistics.median(rounds))
     chosen = report["int8"]
     eligible = [v for v in report["variants"] if v["within_max_drop"]]
     if eligible:

@@ -151,7 +151,7 @@ def goal_removal(
     batches = list(itertools.islice(batches, 8)) if config.importance in NEEDS_GRADIENTS else []
     shape = input_shape(model.arch, target.batch_size)
 
-    with LatencyMeter(target) as meter:
+    with LatencyMeter(target, cache=False) as meter:
 
         def latency_ms(candidate: ShuffleNetV2) -> float:
             assert candidate.layout is not None

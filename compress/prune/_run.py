@@ -29,7 +29,7 @@ def measure(paths: list[Path], target_name: str | None) -> list[dict[str, Any] |
     if target_name is None:
         return [None] * len(paths)
     records: list[dict[str, Any] | None] = []
-    with LatencyMeter(load_target(target_name)) as meter:
+    with LatencyMeter(load_target(target_name), cache=False) as meter:
         for path in paths:
             m = measure_passes(meter.measure_checkpoint, path)
             records.append(

@@ -43,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="*",
         help="ONNX Runtime variants to try, comma-separated shell patterns (e.g. 'gather-*')",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="latency rounds, every graph once per round"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")
     from nas.data import add_data_arguments, data_spec
@@ -71,6 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         variants=args.variants,
         seed=args.seed,
         progress=not args.no_progress,
+        rounds=args.rounds,
     )
     return 0
 

@@ -4,6 +4,7 @@ latency side by side on one target, the fastest variant that keeps its accuracy.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -17,7 +18,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from compress._common import input_shape, latency_record, load_source, model_metrics, train_batches
+from compress._common import (
+    SIDE_BY_SIDE_ROUNDS,
+    input_shape,
+    latency_record,
+    load_source,
+    model_metrics,
+    side_by_side,
+    train_batches,
+)
 from compress.prune import layout_of
 from compress.quantize import _onnx, _torch
 from nas import ConfigError
@@ -49,6 +58,7 @@ def quantize_checkpoint(
     seed: int = 0,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    rounds: int = SIDE_BY_SIDE_ROUNDS,
 ) -> dict[str, Any]:
     """Static int8 of a model checkpoint into the directory ``out``.
 
@@ -57,15 +67,20 @@ def quantize_checkpoint(
     computed and its latency measured on ``target`` next to fp32; ``int8.onnx`` is the
     fastest variant within ``max_drop`` of fp32's validation accuracy. ``torch``: eager
     int8 (x86 kernels), stored as ``int8.pt``. ``qat`` fine-tunes with fake quantization
-    for ``qat_epochs`` before converting. ``quantize.json`` records everything; test
-    accuracy is computed for fp32 and the chosen model only, after the choice.
+    for ``qat_epochs`` before converting. Latencies are measured in ``rounds`` rounds,
+    every model once per round in turn, and the median of the rounds is kept (a single
+    pass each, one after the other, once put x1.08 for a graph pair that ran x1.50 side
+    by side). ``quantize.json`` records everything; test accuracy is computed for fp32
+    and the chosen model only, after the choice.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown --method {method!r}: use one of {', '.join(METHODS)}")
     if runtime not in RUNTIMES:
         raise ConfigError(f"unknown --runtime {runtime!r}: use one of {', '.join(RUNTIMES)}")
-    if calib_batches < 1 or qat_epochs < 1 or not 0 <= max_drop < 1:
-        raise ConfigError("--calib-batches and --qat-epochs must be >= 1, --max-drop in [0, 1)")
+    if calib_batches < 1 or qat_epochs < 1 or rounds < 1 or not 0 <= max_drop < 1:
+        raise ConfigError(
+            "--calib-batches, --qat-epochs and --rounds must be >= 1, --max-drop in [0, 1)"
+        )
     chosen_variants = _onnx.select_variants(variants)
     target = target or RUNTIMES[runtime]
     target_spec = load_target(target)
@@ -101,10 +116,11 @@ def quantize_checkpoint(
                 seed,
                 max_drop,
                 log,
+                rounds,
             )
         else:
             report = _torch_runtime(
-                model, prepared, splits, work, target_spec, fp32["val_acc"], max_drop, log
+                model, prepared, splits, work, target_spec, fp32["val_acc"], max_drop, log, rounds
             )
         report = {
             "source": str(source),
@@ -114,6 +130,7 @@ def quantize_checkpoint(
             "calib_batches": calib_batches,
             "qat_epochs": qat_epochs if method == "qat" else 0,
             "max_drop": max_drop,
+            "latency_rounds": rounds,
             "data": splits.info,
             "fp32": {**fp32, **report.pop("fp32")},
             **report,
@@ -192,6 +209,7 @@ def _onnxruntime(
     seed: int,
     max_drop: float,
     log: Callable[[str], None],
+    rounds: int,
 ) -> dict[str, Any]:
     arch = model.arch
     target = spec.name
@@ -249,19 +267,28 @@ def _onnxruntime(
                 "size_bytes": path.stat().st_size,
             }
         )
-    with LatencyMeter(spec) as meter:  # side by side, in one worker
-        for g in graphs.values():
-            g["latency"] = latency_record(target, meter.measure_onnx(work / g["file"], shape))
-            log(f"  fp32-{g['graph']:<27} {g['latency']['latency_ms']:7.3f} ms")
-        best = min(graphs.values(), key=lambda g: g["latency"]["latency_ms"])
-        fp32_latency = best["latency"]
-        for v in variants:
-            v["latency"] = latency_record(target, meter.measure_onnx(work / v["file"], shape))
-            v["speedup"] = fp32_latency["latency_ms"] / v["latency"]["latency_ms"]
-            log(
-                f"  int8-{v['name']:<27} {v['latency']['latency_ms']:7.3f} ms  "
-                f"x{v['speedup']:.2f}  val acc {v['val_acc']:.4f}"
-            )
+    with LatencyMeter(spec, cache=False) as meter:  # side by side, in one worker, now
+        subjects = {f"fp32-{g['graph']}": g for g in graphs.values()}
+        subjects |= {f"int8-{v['name']}": v for v in variants}
+        timed = side_by_side(
+            {
+                name: functools.partial(meter.measure_onnx, work / s["file"], shape)
+                for name, s in subjects.items()
+            },
+            rounds,
+        )
+    for name, subject in subjects.items():
+        subject["latency"] = latency_record(target, *timed[name])
+    best = min(graphs.values(), key=lambda g: g["latency"]["latency_ms"])
+    fp32_latency = best["latency"]
+    for g in graphs.values():
+        log(f"  fp32-{g['graph']:<27} {g['latency']['latency_ms']:7.3f} ms")
+    for v in variants:
+        v["speedup"] = fp32_latency["latency_ms"] / v["latency"]["latency_ms"]
+        log(
+            f"  int8-{v['name']:<27} {v['latency']['latency_ms']:7.3f} ms  "
+            f"x{v['speedup']:.2f}  val acc {v['val_acc']:.4f}"
+        )
     chosen = _choose(variants, fp32_val, max_drop)
     test_x, test_y = _split_arrays(data, "test", arch)
     chosen_test = float(
@@ -295,6 +322,7 @@ def _torch_runtime(
     fp32_val: float,
     max_drop: float,
     log: Callable[[str], None],
+    rounds: int,
 ) -> dict[str, Any]:
     arch = model.arch
     target = spec.name
@@ -321,11 +349,18 @@ def _torch_runtime(
             "state_dict": int8.state_dict(),
         },
     )
-    with LatencyMeter(spec) as meter:  # side by side, in one worker
-        fp32_latency = latency_record(target, meter.measure_checkpoint(fp32_path))
-        int8_latency = latency_record(
-            target, meter.measure_built("compress.quantize._torch:load_int8", path, shape)
+    with LatencyMeter(spec, cache=False) as meter:  # side by side, in one worker, now
+        timed = side_by_side(
+            {
+                "fp32": functools.partial(meter.measure_checkpoint, fp32_path),
+                "int8": functools.partial(
+                    meter.measure_built, "compress.quantize._torch:load_int8", path, shape
+                ),
+            },
+            rounds,
         )
+    fp32_latency = latency_record(target, *timed["fp32"])
+    int8_latency = latency_record(target, *timed["int8"])
     chosen = {
         "name": f"torch-{_torch.ENGINE}-per-channel",
         "val_acc": val,
