@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -202,3 +203,19 @@ def retrain(scale: str, work: Path, arch: ArchConfig, data: DataSplits) -> Path:
         print(f"== retraining {arch.short_name()} ({arch.hash}) into {out}")
         train(arch, data, s.recipe(), out, device=s.device, resume=(out / STATE).exists())
     return final
+
+
+def parse_short_name(name: str, space: SearchSpace) -> ArchConfig:
+    """The arch an ``ArchConfig.short_name()`` names, the rest from ``space``'s fixed axes."""
+    m = re.fullmatch(r"w(\S+) r(\S+) s(\S+) k(\S+) @(\d+)", name)
+    if m is None:
+        raise ValueError(f"not an arch short name: {name!r}")
+    w, r, s, k, res = m.groups()
+    base = space.max_arch
+    return base.replace(
+        widths=tuple(int(v) for v in w.split("-")),
+        repeats=tuple(int(v) for v in r.split("-")),
+        split_ratios=tuple(float(v) for v in s.split("-")),
+        kernels=tuple(int(v) for v in k.split("-")),
+        resolution=int(res),
+    )

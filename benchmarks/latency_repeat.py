@@ -14,13 +14,13 @@ at FLOPs quantiles of 400 random samples), on each target:
    stopped here) runs while every arch is measured again through ``measure_passes``, the
    protocol that re-measures disagreeing passes and flags what still disagrees. The
    figure: how far each result lies from the arch's quiet median, and whether it is
-   within 10% or flagged noisy (the goal: none silently off by more).
+   within 10% or flagged noisy (the goal: none silently off by more). Measured twice, arch
+   by arch: with speed normalisation and without, each against its own quiet median.
 
 The quiet passes are measured with speed normalisation on and read out both ways:
 ``quiet_spread`` normalised (the default protocol), ``raw_spread`` without it
 (``normalize: false``), also the raw minimum and 10th percentile and the reference's
-speed factor alone: which part of the protocol the spread comes from. The busy phase
-measures with the target as given.
+speed factor alone: which part of the protocol the spread comes from.
 
 Nothing else may run on the machine meanwhile. ``tiny`` (CI smoke): 2 archs, 2 rounds, no
 gap. Writes results/latency_repeat_<scale>.{json,md}.
@@ -57,6 +57,9 @@ SETTINGS = {  # archs, rounds, minimum minutes between quiet rounds
     "tiny": (2, 2, 0.0),
 }
 BUSY_TOLERANCE = 0.10
+# the busy phase measures every arch with speed normalisation and without, to decide the
+# default where another process slows the measurement (the quiet phase cannot)
+BUSY_WAYS = ("norm", "raw")
 
 
 def spread_archs(space: SearchSpace, count: int, samples: int = 400) -> list[ArchConfig]:
@@ -87,6 +90,10 @@ def _readouts(stats: list[LatencyStats]) -> dict[str, list[float]]:
     }
 
 
+def _count_not(oks: Any) -> int:
+    return sum(not ok for ok in oks)
+
+
 def busy_core(seconds: float) -> subprocess.Popen[bytes]:
     """A process that keeps one core busy for ``seconds`` and then ends by itself."""
     code = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n pass"
@@ -101,6 +108,7 @@ def main() -> None:
     parser.add_argument("--space", default="shufflenetv2_cifar")
     parser.add_argument("--gap-min", type=float, help="minutes between quiet rounds")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--name", default="latency_repeat", help="result file name")
     add_targets_argument(parser)
     args = parser.parse_args()
     count, rounds, gap_min = SETTINGS[args.scale]
@@ -125,17 +133,26 @@ def main() -> None:
         if r + 1 < rounds:
             time.sleep(max(0.0, gap_s - (time.monotonic() - round_start)))
 
-    busy: dict[tuple[str, str], Any] = {}
-    # bounded: it ends by itself well after the busy measurements (6 passes at most each)
-    load = busy_core(120.0 + 60.0 * len(archs) * len(targets))
+    busy: dict[tuple[str, str, str], Any] = {}
+    # bounded: it ends by itself well after the busy measurements (6 passes at most each,
+    # both protocols)
+    load = busy_core(120.0 + 120.0 * len(archs) * len(targets))
     try:
         time.sleep(1.0)  # let the load take its core
         for target in targets:
-            with LatencyMeter(target) as meter:
-                for arch in archs:
-                    busy[target.name, arch.hash] = measure_passes(
-                        meter.measure_arch, arch, use_cache=False
-                    )
+            meters = {
+                way: LatencyMeter(dataclasses.replace(target, normalize=way == "norm"))
+                for way in BUSY_WAYS
+            }
+            try:
+                for arch in archs:  # both protocols arch by arch, under the same load
+                    for way, meter in meters.items():
+                        busy[target.name, arch.hash, way] = measure_passes(
+                            meter.measure_arch, arch, use_cache=False
+                        )
+            finally:
+                for meter in meters.values():
+                    meter.close()
     finally:
         load.terminate()
         load.wait()
@@ -146,27 +163,30 @@ def main() -> None:
             stats = quiet[target.name, arch.hash]
             passes = [st.median_ms for st in stats]
             readouts = _readouts(stats)
-            reference = statistics.median(passes)
-            loaded = busy[target.name, arch.hash]
-            off = loaded.latency_ms / reference - 1
-            rows.append(
-                {
-                    "target": target.name,
-                    "arch": arch.short_name(),
-                    "mflops": round(count_flops(arch) / 1e6, 1),
-                    "quiet_ms": round(reference, 4),
-                    "quiet_passes_ms": [round(v, 4) for v in passes],
-                    "quiet_spread": round(pass_spread(passes), 4),
-                    **{f"{k}_spread": round(pass_spread(v), 4) for k, v in readouts.items()},
-                    **{f"{k}_passes": [round(x, 4) for x in v] for k, v in readouts.items()},
-                    "busy_ms": round(loaded.latency_ms, 4),
-                    "busy_first_pass_off": round(loaded.medians[0] / reference - 1, 4),
-                    "busy_passes": len(loaded.medians),
-                    "busy_noisy": loaded.noisy,
-                    "busy_off": round(off, 4),
-                    "busy_ok": abs(off) <= BUSY_TOLERANCE or loaded.noisy,
+            references = {"norm": passes, "raw": readouts["raw"]}
+            row: dict[str, Any] = {
+                "target": target.name,
+                "arch": arch.short_name(),
+                "mflops": round(count_flops(arch) / 1e6, 1),
+                "quiet_ms": round(statistics.median(passes), 4),
+                "quiet_passes_ms": [round(v, 4) for v in passes],
+                "quiet_spread": round(pass_spread(passes), 4),
+                **{f"{k}_spread": round(pass_spread(v), 4) for k, v in readouts.items()},
+                **{f"{k}_passes": [round(x, 4) for x in v] for k, v in readouts.items()},
+            }
+            for way in BUSY_WAYS:  # each protocol against its own quiet median
+                reference = statistics.median(references[way])
+                loaded = busy[target.name, arch.hash, way]
+                off = loaded.latency_ms / reference - 1
+                row |= {
+                    f"busy_{way}_ms": round(loaded.latency_ms, 4),
+                    f"busy_{way}_first_pass_off": round(loaded.medians[0] / reference - 1, 4),
+                    f"busy_{way}_passes": len(loaded.medians),
+                    f"busy_{way}_noisy": loaded.noisy,
+                    f"busy_{way}_off": round(off, 4),
+                    f"busy_{way}_ok": abs(off) <= BUSY_TOLERANCE or loaded.noisy,
                 }
-            )
+            rows.append(row)
     summary = {
         t.name: {
             "median_quiet_spread": statistics.median(
@@ -178,8 +198,13 @@ def main() -> None:
                 )
                 for k in READOUTS
             },
-            "busy_ok_share": statistics.fmean(r["busy_ok"] for r in rows if r["target"] == t.name),
-            "busy_silently_off": sum(not r["busy_ok"] for r in rows if r["target"] == t.name),
+            **{
+                f"busy_{way}_{stat}": agg(
+                    r[f"busy_{way}_ok"] for r in rows if r["target"] == t.name
+                )
+                for way in BUSY_WAYS
+                for stat, agg in (("ok_share", statistics.fmean), ("silently_off", _count_not))
+            },
         }
         for t in targets
     }
@@ -188,7 +213,9 @@ def main() -> None:
         f"{len(archs)} archs x {len(targets)} targets; quiet: {rounds} rounds at least "
         f"{gap_s / 60:g} min apart (fresh measuring process per round, uncached); busy: one "
         f"core kept busy, each arch through measure_passes (re-measures passes that differ "
-        f"by over {MAX_PASS_SPREAD:.0%}). Goals (issue 25): median quiet spread <= 5% per "
+        f"by over {MAX_PASS_SPREAD:.0%}) twice, arch by arch: with speed normalisation "
+        "(busy_norm, against the normalised quiet median) and without (busy_raw, against the "
+        "raw quiet median). Goals (issue 25): median quiet spread <= 5% per "
         f"target; busy: every result within {BUSY_TOLERANCE:.0%} of its quiet median or "
         "flagged noisy. Other readouts of the same quiet passes (the diagnosis: which part "
         "of the protocol spreads): "
@@ -197,13 +224,14 @@ def main() -> None:
         + "; ".join(
             f"{name}: median quiet spread {s['median_quiet_spread']:.1%} (raw "
             f"{s['median_raw_spread']:.1%}, raw minimum {s['median_raw_min_spread']:.1%}, "
-            f"reference speed {s['median_speed_spread']:.1%}), busy ok "
-            f"{s['busy_ok_share']:.0%} ({s['busy_silently_off']} silently off)"
+            f"reference speed {s['median_speed_spread']:.1%}); busy, normalised: ok "
+            f"{s['busy_norm_ok_share']:.0%} ({s['busy_norm_silently_off']} silently off), raw: "
+            f"ok {s['busy_raw_ok_share']:.0%} ({s['busy_raw_silently_off']} silently off)"
             for name, s in summary.items()
         )
     )
     extra = {"summary": summary, "wall_s": round(time.time() - started, 1)}
-    publish("latency_repeat", args.scale, rows, extra, columns, notes, args.results)
+    publish(args.name, args.scale, rows, extra, columns, notes, args.results)
 
 
 if __name__ == "__main__":

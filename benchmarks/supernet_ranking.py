@@ -2,19 +2,23 @@
 
     python benchmarks/supernet_ranking.py --scale cpu
 
-For ``--archs`` archs (default 10) spread over the space, the supernet's estimate
-(validation accuracy of the extracted sub-net after BatchNorm recalibration, as the
-search scores it) is compared with the validation accuracy of the same arch trained from
-scratch with the benchmark recipe: Kendall tau over the archs. The archs: ShuffleNetV2
-x0.5 and x1.0 (trained by benchmarks/baselines.py), the picks search.py retrained, and
-archs sampled from the space at evenly spaced FLOPs quantiles up to ``--max-mflops``
-(default: 1.5x the FLOPs of x1.0, the region the searches' budgets reach), trained here.
-Shares ``--work`` with search.py (supernet, retrained nets). Writes
-results/supernet_ranking_<scale>.{json,md}.
+For ``--archs`` archs (default 20), the supernet's estimate (validation accuracy of the
+extracted sub-net after BatchNorm recalibration, as the search scores it) is compared
+with the validation accuracy of the same arch trained from scratch with the benchmark
+recipe: Kendall tau over the archs. The archs: ShuffleNetV2 x0.5 and x1.0 (trained by
+benchmarks/baselines.py), the picks search.py retrained, the archs of the last committed
+ranking, then archs sampled from the space at evenly spaced FLOPs quantiles up to
+``--max-mflops`` (default: 1.5x the FLOPs of x1.0, the region the searches' budgets
+reach), trained here. Standalone figures whose checkpoints are gone come from
+results/standalone_<scale>.json, where every standalone net used is recorded
+(``--standalone-only`` trains and records them without the supernet). Shares ``--work``
+with search.py (supernet, retrained nets). Writes results/supernet_ranking_<scale>.{json,md}.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import random
 import sys
 import time
@@ -23,12 +27,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cifar
+import _standalone
 from _common import SCALES, publish
 from baselines import MODELS, train_baselines
 
 from nas import preset
 from nas.arch import ArchConfig
-from nas.checkpoint import arch_of, load_checkpoint, supernet_from_checkpoint
+from nas.checkpoint import load_checkpoint, supernet_from_checkpoint
+from nas.data import DataSplits
 from nas.latency import kendall_tau
 from nas.models import count_flops
 from nas.space import SearchSpace
@@ -57,11 +63,92 @@ def spread_archs(
     return [ordered[round(i * step)] for i in range(count)]
 
 
+def members(
+    args: argparse.Namespace, work: Path, space: SearchSpace, bank: dict[str, dict[str, Any]]
+) -> dict[str, tuple[str, ArchConfig]]:
+    """The archs compared, by hash, with where each comes from: the two baselines, the
+    picks of the finished measured-latency searches in ``work``, the archs of the last
+    committed ranking (so a re-run compares the same nets), then spread archs up to
+    ``--archs``."""
+    chosen: dict[str, tuple[str, ArchConfig]] = {}
+    for label, name in MODELS.items():
+        if name in _cifar.BUDGET_BASELINES.values():
+            arch = preset(name)
+            chosen[arch.hash] = (label, arch)
+    # Not every net under retrain/: the spread archs trained there must not change the
+    # spread on a resume.
+    for run in sorted((work / "searches").glob("*-measured")):
+        if (run / "summary.json").exists():
+            arch, _ = _cifar.chosen(run)
+            if (work / "retrain" / arch.hash / FINAL["model"]).exists():
+                chosen.setdefault(arch.hash, ("search pick", arch))
+    last = args.results / f"supernet_ranking_{args.scale}.json"
+    if last.exists():
+        for row in json.loads(last.read_text())["rows"]:
+            if len(chosen) >= args.archs:
+                break
+            net = bank.get(row["arch_hash"])
+            arch = (
+                ArchConfig.from_params(net["arch_params"])
+                if net
+                else _cifar.parse_short_name(row["arch"], space)
+            )
+            chosen.setdefault(arch.hash, (row["source"], arch))
+    max_flops = _max_flops(args)
+    for arch in spread_archs(space, args.archs - len(chosen), max_flops, set(chosen)):
+        chosen[arch.hash] = ("spread", arch)
+    return chosen
+
+
+def _max_flops(args: argparse.Namespace) -> float:
+    mflops = args.max_mflops or 1.5 * count_flops(preset(_cifar.BUDGET_BASELINES["x1.0"])) / 1e6
+    return mflops * 1e6
+
+
+def standalone(
+    args: argparse.Namespace,
+    work: Path,
+    data: DataSplits,
+    source: str,
+    arch: ArchConfig,
+    bank: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """``arch``'s standalone figures: from its checkpoint where one is here (the baselines
+    script's, or one retrained in ``work``), else from the bank when its recipe is the
+    current one, else trained now; recorded in the bank either way."""
+    baselines_work = args.baselines_work or Path(f"runs/bench-baselines-{args.scale}")
+    paths = [work / "retrain" / arch.hash / FINAL["model"]]
+    if source in MODELS:
+        paths.insert(0, baselines_work / MODELS[source] / FINAL["model"])
+    path = next((p for p in paths if p.exists()), None)
+    if path is None and arch.hash in bank:
+        return {**bank[arch.hash], "from": f"bank ({bank[arch.hash]['date'][:10]})"}
+    if path is None:
+        if source in MODELS:
+            path = train_baselines(args.scale, baselines_work, {source: MODELS[source]})[source]
+        else:
+            path = _cifar.retrain(args.scale, work, arch, data)
+    metrics = load_checkpoint(path, kind="model")["metrics"]
+    net = bank.get(arch.hash)
+    if net is None or (net["val_acc"], net["test_acc"]) != (
+        metrics["val_acc"],
+        metrics["test_acc"],
+    ):
+        net = _standalone.record(args.results, args.scale, arch, metrics, source)
+        bank[arch.hash] = net
+    return {**net, "from": "checkpoint"}
+
+
 def main() -> None:
     parser = _cifar.argument_parser(__doc__, searches=False)
     parser.add_argument("--baselines-work", type=Path, help="default runs/bench-baselines-<scale>")
-    parser.add_argument("--archs", type=int, default=10, help="archs compared (>= 3)")
+    parser.add_argument("--archs", type=int, default=20, help="archs compared (>= 3)")
     parser.add_argument("--max-mflops", type=float, help="largest sampled arch (MFLOPs)")
+    parser.add_argument(
+        "--standalone-only",
+        action="store_true",
+        help="train and record the standalone nets only (no supernet, no result file)",
+    )
     args = parser.parse_args()
     if args.archs < 3:
         parser.error("--archs must be >= 3 for a rank correlation")
@@ -69,35 +156,21 @@ def main() -> None:
     work = _cifar.work_dir(args.scale, args.work)
     data = _cifar.data_of(args.scale)
     space = _cifar.space_for(args.scale, data)
+    bank = _standalone.lookup(args.results, args.scale)
+    chosen = members(args, work, space, bank)
+    figures = {h: standalone(args, work, data, src, a, bank) for h, (src, a) in chosen.items()}
+    if args.standalone_only:
+        print(
+            f"{len(figures)} standalone nets in {_standalone.bank_path(args.results, args.scale)}"
+        )
+        return
     supernet_path = _cifar.supernet(args.scale, work, data)
-
-    # Standalone nets that exist already: the two baselines and the search's retrained picks.
-    wanted = {k: v for k, v in MODELS.items() if v in _cifar.BUDGET_BASELINES.values()}
-    baselines = train_baselines(
-        args.scale, args.baselines_work or Path(f"runs/bench-baselines-{args.scale}"), wanted
-    )
-    trained: dict[str, tuple[str, Path]] = {}
-    for label, path in baselines.items():
-        trained[arch_of(load_checkpoint(path, kind="model")).hash] = (label, path)
-    # The picks of the finished measured-latency searches (search.py), not every net under
-    # retrain/: the spread archs trained there must not change the spread on a resume.
-    for run in sorted((work / "searches").glob("*-measured")):
-        if (run / "summary.json").exists():
-            arch, _ = _cifar.chosen(run)
-            pick = work / "retrain" / arch.hash / FINAL["model"]
-            if pick.exists():
-                trained.setdefault(arch.hash, ("search pick", pick))
-    max_flops = (
-        args.max_mflops or 1.5 * count_flops(preset(_cifar.BUDGET_BASELINES["x1.0"])) / 1e6
-    ) * 1e6
-    for arch in spread_archs(space, args.archs - len(trained), max_flops, set(trained)):
-        trained[arch.hash] = ("spread", _cifar.retrain(args.scale, work, arch, data))
+    max_flops = _max_flops(args)
 
     supernet = supernet_from_checkpoint(load_checkpoint(supernet_path, kind="supernet"))
     rows: list[dict[str, Any]] = []
-    for arch_hash, (source, path) in trained.items():
-        payload = load_checkpoint(path, kind="model")
-        arch = arch_of(payload)
+    for arch_hash, (source, arch) in chosen.items():
+        net = figures[arch_hash]
         estimate = subnet_accuracy(
             supernet, arch, data, SCALES[args.scale].bn_batches, device=SCALES[args.scale].device
         )
@@ -108,8 +181,9 @@ def main() -> None:
                 "source": source,
                 "mflops": count_flops(arch) / 1e6,
                 "supernet_val_acc": estimate["acc"],
-                "standalone_val_acc": payload["metrics"]["val_acc"],
-                "standalone_test_acc": payload["metrics"]["test_acc"],
+                "standalone_val_acc": net["val_acc"],
+                "standalone_test_acc": net["test_acc"],
+                "standalone_from": net["from"],
             }
         )
     rows.sort(key=lambda r: r["mflops"])

@@ -68,22 +68,6 @@ VARIANTS: dict[str, tuple[dict[str, Any], float, int]] = {
 STEP_ROUNDS, STEPS_PER_ROUND = 5, 4
 
 
-def parse_short_name(name: str, space: SearchSpace) -> ArchConfig:
-    """The arch an ``ArchConfig.short_name()`` names, the rest from ``space``'s fixed axes."""
-    m = re.fullmatch(r"w(\S+) r(\S+) s(\S+) k(\S+) @(\d+)", name)
-    if m is None:
-        raise ValueError(f"not an arch short name: {name!r}")
-    w, r, s, k, res = m.groups()
-    base = space.max_arch
-    return base.replace(
-        widths=tuple(int(v) for v in w.split("-")),
-        repeats=tuple(int(v) for v in r.split("-")),
-        split_ratios=tuple(float(v) for v in s.split("-")),
-        kernels=tuple(int(v) for v in k.split("-")),
-        resolution=int(res),
-    )
-
-
 def reference_archs(scale: str, space: SearchSpace, results: Path) -> list[dict[str, Any]]:
     """The ranking benchmark's archs with their standalone validation accuracy."""
     path = results / f"supernet_ranking_{scale}.json"
@@ -93,7 +77,7 @@ def reference_archs(scale: str, space: SearchSpace, results: Path) -> list[dict[
     rows = json.loads(path.read_text())["rows"]
     out = []
     for row in rows:
-        arch = parse_short_name(row["arch"], space)
+        arch = _cifar.parse_short_name(row["arch"], space)
         if arch.hash != row["arch_hash"]:
             raise RuntimeError(f"{row['arch']}: hash {arch.hash} != {row['arch_hash']}")
         out.append({"arch": arch, "standalone_val_acc": row["standalone_val_acc"]})

@@ -28,11 +28,11 @@ class HardwareTarget:
     ``runtime`` names a backend in :data:`nas.latency.RUNTIMES` (``torch``,
     ``onnxruntime``, ...). ``cores`` pins the measuring process (default: the last
     ``threads`` cores it may use). ``normalize`` expresses every latency at the machine's
-    calibrated speed, from a reference model timed alongside (see ``LatencyMeter``). On a
-    quiet 2-core VM it widened the pass-to-pass spread (``benchmarks/latency_repeat.py``,
-    2026-12-03: 41% normalised against 23% raw on torch eager, 38% against 32% on ONNX
-    Runtime); it stays on until the loaded case, where another process slows subject and
-    reference alike, is measured both ways too.
+    calibrated speed, from a reference model timed alongside (see ``LatencyMeter``).
+    Measured both ways with one core busy (``benchmarks/latency_repeat.py``, 2026-12-03,
+    Intel Xeon): normalised, 20 of 20 results within 10% of their quiet value or flagged;
+    raw, 19 of 20 (one torch eager result +15%, silently): on by default. On an AMD EPYC
+    VM, passes 10 minutes apart, it had widened the quiet spread (41% against 23% raw).
     ``options`` are runtime-specific (for ONNX Runtime:
     ``graph_optimization: all|extended|basic|disabled``). Resolution comes from the arch.
     """
