@@ -3,10 +3,13 @@
     python benchmarks/compression.py --scale cpu
 
 Trains a ShuffleNetV2 x1.0 (CIFAR stem) on the embedded data (or takes ``--checkpoint``),
-prunes 30% of its channels with fine-tuning, quantizes the original and the pruned model
-to int8 (ONNX Runtime variants, and torch eager x86), then measures every model on every
-CPU target in one run, alternating models per round. Goals from the issue: pruning 30%
->= 1.4x with <= 1 point drop; int8 >= 1.5x over the best fp32 runtime with <= 1 point.
+prunes it with fine-tuning to a latency goal on each CPU target (``--latency``, default
+0.6x of the parent, widths in multiples of the target's channel block; or ``--ratio`` of
+its channels, one pruned model for both targets), quantizes the original and each pruned
+model to int8 (ONNX Runtime variants, and torch eager x86), then measures every model on
+every CPU target in one run, alternating models per round. Goals (issue 24): the goal
+reached within 5% on each target; >= 1.4x at <= 1 point on cpu-ort-1t; pruned + int8
+>= 2x; int8 >= 1.5x over the best fp32 runtime with <= 1 point.
 Writes results/compression_<scale>.{json,md}. Nothing else may run on the machine
 meanwhile: the measurements are the result. Resumable: finished stages are kept in
 ``--work``.
@@ -26,13 +29,15 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_results
 
-from compress.prune import PruneConfig, prune_checkpoint
+from compress.prune import LatencyGoal, PruneConfig, block_size, prune_checkpoint
 from compress.quantize import quantize_checkpoint
 from nas import preset
 from nas.checkpoint import load_checkpoint, model_from_checkpoint
 from nas.data import load_data
 from nas.latency import LatencyMeter, load_target
 from nas.train import FINAL, STATE, TrainConfig, train
+
+TARGETS = {"cpu-torch-1t": "torch", "cpu-ort-1t": "onnxruntime"}  # target -> int8 runtime
 
 
 @dataclass(frozen=True)
@@ -53,12 +58,20 @@ def main() -> None:
     parser.add_argument("--scale", choices=tuple(SCALES), default="cpu")
     parser.add_argument("--checkpoint", type=Path, help="a trained model instead of training")
     parser.add_argument("--preset", default="shufflenet_v2_x1_0_cifar")
-    parser.add_argument("--ratio", type=float, default=0.3)
+    parser.add_argument(
+        "--latency", default="0.6x", help="latency goal per target, as compress.prune takes it"
+    )
+    parser.add_argument(
+        "--ratio", type=float, help="prune this share of channels instead of a latency goal"
+    )
     parser.add_argument(
         "--prune-scope", default="all", help="all channels, or 'internal' (block widths kept)"
     )
     parser.add_argument(
-        "--round-to", type=int, default=1, help="pruned layers keep a multiple of this"
+        "--round-to",
+        type=int,
+        help="pruned layers keep a multiple of this (default: the target's channel block "
+        "with a latency goal, 1 with --ratio)",
     )
     parser.add_argument("--work", type=Path, default=Path("runs/bench-compression"))
     parser.add_argument("--rounds", type=int, default=9)
@@ -93,36 +106,49 @@ def main() -> None:
             )
             timings["train_s"] = time.time() - started
 
-    pruned = work / "pruned.pt"
-    if not pruned.with_suffix(".json").exists():
-        started = time.time()
-        prune_checkpoint(
-            checkpoint,
-            pruned,
-            PruneConfig(
-                args.ratio,
-                "group-norm",
-                global_ranking=False,
-                scope=args.prune_scope,
-                round_to=args.round_to,
-            ),
-            steps=3,
-            finetune_epochs=scale.finetune,
-            lr=0.02,
-            target=None,
-        )
-        timings["prune_s"] = time.time() - started
-    prune_report = json.loads(pruned.with_suffix(".json").read_text())
+    goal = None if args.ratio is not None else LatencyGoal.parse(args.latency)
+    prune_reports: dict[str, dict[str, Any]] = {}  # per target
+    for target_name in TARGETS:
+        pruned = work / ("pruned.pt" if goal is None else f"pruned-{target_name}.pt")
+        if not pruned.with_suffix(".json").exists():
+            started = time.time()
+            round_to = args.round_to or (
+                1 if goal is None else block_size(load_target(target_name))
+            )
+            prune_checkpoint(
+                checkpoint,
+                pruned,
+                PruneConfig(
+                    args.ratio or 0.5,
+                    "group-norm",
+                    global_ranking=False,
+                    scope=args.prune_scope,
+                    round_to=round_to,
+                ),
+                latency=goal,
+                steps=3 if goal is None else 1,
+                finetune_epochs=scale.finetune,
+                lr=0.02,
+                target=None if goal is None else target_name,
+            )
+            timings[f"prune_{target_name}_s"] = time.time() - started
+        prune_reports[target_name] = json.loads(pruned.with_suffix(".json").read_text())
 
     quantized: dict[str, dict[str, Any]] = {}
-    for name, source in (("base", checkpoint), ("pruned", pruned)):
-        for runtime in ("onnxruntime", "torch"):
-            out = work / f"int8-{name}-{runtime}"
+    for target_name, runtime in TARGETS.items():
+        pruned_path = Path(prune_reports[target_name]["checkpoint"])
+        for name, source in (("base", checkpoint), ("pruned", pruned_path)):
+            out = work / (
+                f"int8-{name}-{runtime}"
+                if name == "base" or goal is None
+                else f"int8-pruned-{target_name}"
+            )
             if not (out / "quantize.json").exists():
                 started = time.time()
                 quantize_checkpoint(source, out, runtime=runtime, calib_batches=16)
-                timings[f"quantize_{name}_{runtime}_s"] = time.time() - started
+                timings[f"quantize_{out.name}_s"] = time.time() - started
             quantized[f"{name}/{runtime}"] = json.loads((out / "quantize.json").read_text())
+            quantized[f"{name}/{runtime}"]["dir"] = str(out)
 
     # Every model on every target, in one run, rounds alternating between models.
     base_payload = load_checkpoint(checkpoint, kind="model")
@@ -130,18 +156,25 @@ def main() -> None:
     base_model = model_from_checkpoint(base_payload)
     arch = base_model.arch
     shape = (1, arch.in_channels, arch.resolution, arch.resolution)
+
+    def pruned_of(target_name: str) -> Path:
+        return Path(prune_reports[target_name]["checkpoint"])
+
+    def int8_dir(name: str, runtime: str) -> Path:
+        return Path(quantized[f"{name}/{runtime}"]["dir"])
+
     subjects = {
         "cpu-torch-1t": {
             "fp32": ("checkpoint", checkpoint),
-            "pruned fp32": ("checkpoint", pruned),
-            "int8": ("int8", work / "int8-base-torch" / "int8.pt"),
-            "pruned int8": ("int8", work / "int8-pruned-torch" / "int8.pt"),
+            "pruned fp32": ("checkpoint", pruned_of("cpu-torch-1t")),
+            "int8": ("int8", int8_dir("base", "torch") / "int8.pt"),
+            "pruned int8": ("int8", int8_dir("pruned", "torch") / "int8.pt"),
         },
         "cpu-ort-1t": {
-            "fp32": ("onnx", work / "int8-base-onnxruntime" / "fp32.onnx"),
-            "pruned fp32": ("onnx", work / "int8-pruned-onnxruntime" / "fp32.onnx"),
-            "int8": ("onnx", work / "int8-base-onnxruntime" / "int8.onnx"),
-            "pruned int8": ("onnx", work / "int8-pruned-onnxruntime" / "int8.onnx"),
+            "fp32": ("onnx", int8_dir("base", "onnxruntime") / "fp32.onnx"),
+            "pruned fp32": ("onnx", int8_dir("pruned", "onnxruntime") / "fp32.onnx"),
+            "int8": ("onnx", int8_dir("base", "onnxruntime") / "int8.onnx"),
+            "pruned int8": ("onnx", int8_dir("pruned", "onnxruntime") / "int8.onnx"),
         },
     }
     samples: dict[tuple[str, str], list[float]] = {}
@@ -159,22 +192,19 @@ def main() -> None:
                         m = meter.measure_onnx(path, shape, use_cache=False)
                     samples.setdefault((target_name, label), []).append(m.stats.median_ms)
 
-    flops = {
-        "fp32": prune_report["before"]["flops"] / 1e6,
-        "pruned fp32": prune_report["after"]["flops"] / 1e6,
-    }
-    accuracy = {
-        "fp32": (prune_report["before"]["val_acc"], prune_report["before"]["test_acc"]),
-        "pruned fp32": (prune_report["after"]["val_acc"], prune_report["after"]["test_acc"]),
-    }
     rows = []
     # Ratios are taken within a round (all models of a target measured within seconds of
     # each other) and the median over rounds is reported: the host's speed drifts between
     # rounds by more than the differences being measured.
     fp32_ort = samples[("cpu-ort-1t", "fp32")]
     for target_name, models in subjects.items():
-        runtime = "torch" if "torch" in target_name else "onnxruntime"
-        acc = dict(accuracy)
+        runtime = TARGETS[target_name]
+        report = prune_reports[target_name]
+        flops = {"fp32": report["before"]["flops"] / 1e6, "pruned": report["after"]["flops"] / 1e6}
+        acc = {
+            "fp32": (report["before"]["val_acc"], report["before"]["test_acc"]),
+            "pruned fp32": (report["after"]["val_acc"], report["after"]["test_acc"]),
+        }
         for name in ("base", "pruned"):
             q = quantized[f"{name}/{runtime}"]["int8"]
             acc["int8" if name == "base" else "pruned int8"] = (q["val_acc"], q["test_acc"])
@@ -182,6 +212,11 @@ def main() -> None:
         for label in models:
             ms = samples[(target_name, label)]
             ratios = [f / m for f, m in zip(fp32, ms, strict=True)]
+            goal_error = None
+            if goal is not None and label == "pruned fp32":
+                goal_error = statistics.median(
+                    m / goal.ms(f) - 1 for f, m in zip(fp32, ms, strict=True)
+                )
             rows.append(
                 {
                     "target": target_name,
@@ -193,15 +228,17 @@ def main() -> None:
                     "vs_ort_fp32": statistics.median(
                         [f / m for f, m in zip(fp32_ort, ms, strict=True)]
                     ),
-                    "flops_M": flops[label.replace(" int8", " fp32").replace("int8", "fp32")],
+                    "goal_error": goal_error,
+                    "flops_M": flops["pruned" if label.startswith("pruned") else "fp32"],
                     "val_acc": acc[label][0],
                     "test_acc": acc[label][1],
-                    "val_drop_points": 100 * (accuracy["fp32"][0] - acc[label][0]),
+                    "val_drop_points": 100 * (acc["fp32"][0] - acc[label][0]),
                 }
             )
     extra = {
         "checkpoint": str(checkpoint),
-        "prune": prune_report,
+        "latency_goal": None if goal is None else str(goal),
+        "prune": prune_reports,
         "quantize": quantized,
         "rounds": args.rounds,
         "samples": {f"{t}/{m}": v for (t, m), v in samples.items()},
@@ -215,6 +252,7 @@ def main() -> None:
         "speedup_min",
         "speedup_max",
         "vs_ort_fp32",
+        "goal_error",
         "flops_M",
         "val_acc",
         "test_acc",
@@ -227,12 +265,18 @@ def main() -> None:
             else f"`{args.checkpoint}`"
         )
         + "; pruning: "
-        f"{args.ratio:.0%} of {'internal ' if args.prune_scope == 'internal' else ''}channels "
-        f"(group-norm, per layer"
-        + (f", kept in multiples of {args.round_to}" if args.round_to > 1 else "")
-        + ", 3 steps, "
-        f"{prune_report['prune']['finetune_epochs']} fine-tuning epochs), reached "
-        f"{prune_report['ratio_reached']:.1%}. int8 on onnxruntime: the fastest variant within "
+        + (
+            f"{args.ratio:.0%} of channels (3 steps)"
+            if goal is None
+            else f"to {goal} of the parent on each target (goal_error: the pruned model "
+            "against goal x parent, median over rounds)"
+        )
+        + f", {'internal ' if args.prune_scope == 'internal' else ''}channels, group-norm, "
+        + "widths in multiples of "
+        + ", ".join(f"{t} {r['prune']['round_to']}" for t, r in prune_reports.items())
+        + f", {scale.finetune} fine-tuning epochs at lr 0.02; channels removed "
+        + ", ".join(f"{t} {r['ratio_reached']:.1%}" for t, r in prune_reports.items())
+        + ". int8 on onnxruntime: the fastest variant within "
         f"1 point of validation accuracy ({quantized['base/onnxruntime']['int8']['name']} for "
         f"the original). Latency: median over {args.rounds} rounds of each model's median, "
         "rounds alternating between models. speedup: vs fp32 on the same target, the median "
