@@ -29,10 +29,11 @@ class HardwareTarget:
     ``onnxruntime``, ...). ``cores`` pins the measuring process (default: the last
     ``threads`` cores it may use). ``normalize`` expresses every latency at the machine's
     calibrated speed, from a reference model timed alongside (see ``LatencyMeter``).
-    Measured both ways with one core busy (``benchmarks/latency_repeat.py``, 2026-12-03,
-    Intel Xeon): normalised, 20 of 20 results within 10% of their quiet value or flagged;
-    raw, 19 of 20 (one torch eager result +15%, silently): on by default. On an AMD EPYC
-    VM, passes 10 minutes apart, it had widened the quiet spread (41% against 23% raw).
+    Measured both ways (``benchmarks/latency_repeat.py``, 2026-12-03, Intel Xeon, passes
+    10 min apart, then one core busy): on torch eager it narrows the spread (12.4% against
+    19.2% raw) and keeps every busy result within 10% or flagged (10 of 10, raw 6 of 10):
+    on by default; on ONNX Runtime it widens it (13.7% against 7.9%; busy 8 of 10, raw
+    10 of 10): the shipped ``cpu-ort-1t`` turns it off. An AMD EPYC VM had it widen both.
     ``options`` are runtime-specific (for ONNX Runtime:
     ``graph_optimization: all|extended|basic|disabled``). Resolution comes from the arch.
     """
