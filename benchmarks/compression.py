@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, write_results
+from _common import RESULTS, add_targets_argument, write_results
 
 from compress.prune import LatencyGoal, PruneConfig, block_size, prune_checkpoint
 from compress.quantize import quantize_checkpoint
@@ -37,8 +37,6 @@ from nas.data import load_data
 from nas.latency import LatencyMeter, load_target
 from nas.train import FINAL, STATE, TrainConfig, train
 
-TARGETS = {"cpu-torch-1t": "torch", "cpu-ort-1t": "onnxruntime"}  # target -> int8 runtime
-
 
 @dataclass(frozen=True)
 class Scale:
@@ -46,9 +44,10 @@ class Scale:
     finetune: int  # fine-tuning epochs after pruning
     data: str = "embedded"
     steps_per_epoch: int | None = None  # tiny (CI smoke) runs only
+    calib_batches: int = 16  # int8 calibration batches
 
 
-SCALES = {"cpu": Scale(10, 5), "tiny": Scale(1, 1, steps_per_epoch=2)}
+SCALES = {"cpu": Scale(10, 5), "tiny": Scale(1, 1, steps_per_epoch=2, calib_batches=1)}
 
 
 def main() -> None:
@@ -81,8 +80,14 @@ def main() -> None:
         help="results/<name>_<scale>.{json,md} (default compression)",
     )
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--variants", default="*", help="ONNX Runtime int8 variants (compress.quantize's)"
+    )
+    add_targets_argument(parser)
     args = parser.parse_args()
     scale = SCALES[args.scale]
+    # target name -> (what to load it by, its spec); int8 runs on each target's runtime
+    targets = {load_target(t).name: (str(t), load_target(t)) for t in args.targets}
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -108,13 +113,11 @@ def main() -> None:
 
     goal = None if args.ratio is not None else LatencyGoal.parse(args.latency)
     prune_reports: dict[str, dict[str, Any]] = {}  # per target
-    for target_name in TARGETS:
+    for target_name, (target_arg, spec) in targets.items():
         pruned = work / ("pruned.pt" if goal is None else f"pruned-{target_name}.pt")
         if not pruned.with_suffix(".json").exists():
             started = time.time()
-            round_to = args.round_to or (
-                1 if goal is None else block_size(load_target(target_name))
-            )
+            round_to = args.round_to or (1 if goal is None else block_size(spec))
             prune_checkpoint(
                 checkpoint,
                 pruned,
@@ -128,27 +131,31 @@ def main() -> None:
                 latency=goal,
                 steps=3 if goal is None else 1,
                 finetune_epochs=scale.finetune,
+                finetune_steps=scale.steps_per_epoch,
                 lr=0.02,
-                target=None if goal is None else target_name,
+                target=None if goal is None else target_arg,
             )
             timings[f"prune_{target_name}_s"] = time.time() - started
         prune_reports[target_name] = json.loads(pruned.with_suffix(".json").read_text())
 
-    quantized: dict[str, dict[str, Any]] = {}
-    for target_name, runtime in TARGETS.items():
+    quantized: dict[str, dict[str, Any]] = {}  # "<base|pruned>/<target>"
+    for target_name, (target_arg, spec) in targets.items():
         pruned_path = Path(prune_reports[target_name]["checkpoint"])
         for name, source in (("base", checkpoint), ("pruned", pruned_path)):
-            out = work / (
-                f"int8-{name}-{runtime}"
-                if name == "base" or goal is None
-                else f"int8-pruned-{target_name}"
-            )
+            out = work / f"int8-{name}-{target_name}"
             if not (out / "quantize.json").exists():
                 started = time.time()
-                quantize_checkpoint(source, out, runtime=runtime, calib_batches=16)
+                quantize_checkpoint(
+                    source,
+                    out,
+                    runtime=spec.runtime,
+                    target=target_arg,
+                    calib_batches=scale.calib_batches,
+                    variants=args.variants,
+                )
                 timings[f"quantize_{out.name}_s"] = time.time() - started
-            quantized[f"{name}/{runtime}"] = json.loads((out / "quantize.json").read_text())
-            quantized[f"{name}/{runtime}"]["dir"] = str(out)
+            quantized[f"{name}/{target_name}"] = json.loads((out / "quantize.json").read_text())
+            quantized[f"{name}/{target_name}"]["dir"] = str(out)
 
     # Every model on every target, in one run, rounds alternating between models.
     base_payload = load_checkpoint(checkpoint, kind="model")
@@ -157,29 +164,27 @@ def main() -> None:
     arch = base_model.arch
     shape = (1, arch.in_channels, arch.resolution, arch.resolution)
 
-    def pruned_of(target_name: str) -> Path:
-        return Path(prune_reports[target_name]["checkpoint"])
-
-    def int8_dir(name: str, runtime: str) -> Path:
-        return Path(quantized[f"{name}/{runtime}"]["dir"])
-
-    subjects = {
-        "cpu-torch-1t": {
+    def subjects_of(target_name: str, runtime: str) -> dict[str, tuple[str, Path]]:
+        base = Path(quantized[f"base/{target_name}"]["dir"])
+        pruned = Path(quantized[f"pruned/{target_name}"]["dir"])
+        if runtime == "onnxruntime":
+            return {
+                "fp32": ("onnx", base / "fp32.onnx"),
+                "pruned fp32": ("onnx", pruned / "fp32.onnx"),
+                "int8": ("onnx", base / "int8.onnx"),
+                "pruned int8": ("onnx", pruned / "int8.onnx"),
+            }
+        return {
             "fp32": ("checkpoint", checkpoint),
-            "pruned fp32": ("checkpoint", pruned_of("cpu-torch-1t")),
-            "int8": ("int8", int8_dir("base", "torch") / "int8.pt"),
-            "pruned int8": ("int8", int8_dir("pruned", "torch") / "int8.pt"),
-        },
-        "cpu-ort-1t": {
-            "fp32": ("onnx", int8_dir("base", "onnxruntime") / "fp32.onnx"),
-            "pruned fp32": ("onnx", int8_dir("pruned", "onnxruntime") / "fp32.onnx"),
-            "int8": ("onnx", int8_dir("base", "onnxruntime") / "int8.onnx"),
-            "pruned int8": ("onnx", int8_dir("pruned", "onnxruntime") / "int8.onnx"),
-        },
-    }
+            "pruned fp32": ("checkpoint", Path(prune_reports[target_name]["checkpoint"])),
+            "int8": ("int8", base / "int8.pt"),
+            "pruned int8": ("int8", pruned / "int8.pt"),
+        }
+
+    subjects = {name: subjects_of(name, spec.runtime) for name, (_, spec) in targets.items()}
     samples: dict[tuple[str, str], list[float]] = {}
     for target_name, models in subjects.items():
-        with LatencyMeter(load_target(target_name)) as meter:
+        with LatencyMeter(targets[target_name][1]) as meter:
             for _ in range(args.rounds):
                 for label, (kind, path) in models.items():
                     if kind == "checkpoint":
@@ -196,9 +201,9 @@ def main() -> None:
     # Ratios are taken within a round (all models of a target measured within seconds of
     # each other) and the median over rounds is reported: the host's speed drifts between
     # rounds by more than the differences being measured.
-    fp32_ort = samples[("cpu-ort-1t", "fp32")]
+    ort = next((n for n, (_, t) in targets.items() if t.runtime == "onnxruntime"), None)
+    fp32_ort = samples[(ort, "fp32")] if ort else None
     for target_name, models in subjects.items():
-        runtime = TARGETS[target_name]
         report = prune_reports[target_name]
         flops = {"fp32": report["before"]["flops"] / 1e6, "pruned": report["after"]["flops"] / 1e6}
         acc = {
@@ -206,7 +211,7 @@ def main() -> None:
             "pruned fp32": (report["after"]["val_acc"], report["after"]["test_acc"]),
         }
         for name in ("base", "pruned"):
-            q = quantized[f"{name}/{runtime}"]["int8"]
+            q = quantized[f"{name}/{target_name}"]["int8"]
             acc["int8" if name == "base" else "pruned int8"] = (q["val_acc"], q["test_acc"])
         fp32 = samples[(target_name, "fp32")]
         for label in models:
@@ -225,9 +230,9 @@ def main() -> None:
                     "speedup": statistics.median(ratios),
                     "speedup_min": min(ratios),
                     "speedup_max": max(ratios),
-                    "vs_ort_fp32": statistics.median(
-                        [f / m for f, m in zip(fp32_ort, ms, strict=True)]
-                    ),
+                    "vs_ort_fp32": None
+                    if fp32_ort is None
+                    else statistics.median([f / m for f, m in zip(fp32_ort, ms, strict=True)]),
                     "goal_error": goal_error,
                     "flops_M": flops["pruned" if label.startswith("pruned") else "fp32"],
                     "val_acc": acc[label][0],
@@ -277,8 +282,14 @@ def main() -> None:
         + f", {scale.finetune} fine-tuning epochs at lr 0.02; channels removed "
         + ", ".join(f"{t} {r['ratio_reached']:.1%}" for t, r in prune_reports.items())
         + ". int8 on onnxruntime: the fastest variant within "
-        f"1 point of validation accuracy ({quantized['base/onnxruntime']['int8']['name']} for "
-        f"the original). Latency: median over {args.rounds} rounds of each model's median, "
+        "1 point of validation accuracy ("
+        + ", ".join(
+            f"{quantized[f'base/{t}']['int8']['name']} on {t}"
+            for t, (_, spec) in targets.items()
+            if spec.runtime == "onnxruntime"
+        )
+        + f" for the original). Latency: median over {args.rounds} rounds of each model's "
+        "median, "
         "rounds alternating between models. speedup: vs fp32 on the same target, the median "
         "(min, max) over rounds of the ratio within a round; vs_ort_fp32: vs fp32 on ONNX "
         "Runtime, the fastest fp32 runtime here. int8 FLOPs are the fp32 model's (MACs). "

@@ -50,7 +50,10 @@ ARMS: dict[str, tuple[dict[str, Any], bool]] = {  # PruneConfig changes, distill
     "latency": ({"allocation": "latency"}, False),
     "latency+kd": ({"allocation": "latency"}, True),
 }
-SETTINGS = {"cpu": {"finetune": 3, "rounds": 7}, "tiny": {"finetune": 1, "rounds": 1}}
+SETTINGS = {
+    "cpu": {"finetune": 3, "rounds": 7, "steps": None},
+    "tiny": {"finetune": 1, "rounds": 1, "steps": 2},  # steps: per fine-tuning epoch
+}
 
 
 def main() -> None:
@@ -92,6 +95,7 @@ def main() -> None:
                     PruneConfig(0.5, scope=args.scope, round_to=round_to, **changes),
                     latency=goal,
                     finetune_epochs=finetune,
+                    finetune_steps=settings["steps"],
                     distill=distill,
                     lr=0.02,
                     target=args.target,

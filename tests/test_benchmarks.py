@@ -20,6 +20,7 @@ import optuna
 import pytest
 import yaml
 
+from compress.prune import block_size
 from nas import preset
 from nas.latency import HardwareTarget, kendall_tau, pass_spread
 from nas.space import load_space
@@ -451,3 +452,29 @@ def test_standalone_figures_are_reused_only_with_their_own_recipe(tmp_path):
     nets = json.loads(_standalone.bank_path(tmp_path, "tiny").read_text())["nets"]
     assert [n["arch_hash"] for n in nets] == [x05.hash, x10.hash] and nets[1]["val_acc"] == 0.6
     assert nets[1]["trained_with"] == _standalone.recipe_of("tiny")
+
+
+@pytest.mark.slow
+def test_compression_prunes_to_the_goal_on_the_target(tmp_path):
+    """One quick ONNX Runtime target (the torch int8 path is tested in test_quantize)."""
+    target = tmp_path / "quick-ort.yaml"
+    spec = HardwareTarget(target.stem, "onnxruntime", warmup=2, repeats=8, retries=0)
+    spec.to_yaml(target)
+    args = ["--preset", "shufflenet_v2_x0_5_cifar", "--rounds", 2, "--latency", "0.8x"]
+    args += ["--targets", target, "--variants", "gather-qdq-per-tensor"]
+    payload = _script(tmp_path, "compression", *args, "--work", tmp_path / "w")
+    rows = {r["model"]: r for r in payload["rows"]}
+    assert list(rows) == ["fp32", "pruned fp32", "int8", "pruned int8"]
+    assert {r["target"] for r in payload["rows"]} == {"quick-ort"}
+    fp32, pruned = payload["samples"]["quick-ort/fp32"], payload["samples"]["quick-ort/pruned fp32"]
+    assert len(fp32) == len(pruned) == 2 and rows["fp32"]["speedup"] == 1.0
+    # the model pruned to the goal on this target, in its channel block, is the one quantized
+    report = payload["prune"]["quick-ort"]
+    assert report["prune"]["latency_goal"]["goal"] == "0.8x"
+    assert report["prune"]["round_to"] == block_size(spec)
+    assert rows["pruned fp32"]["goal_error"] == pytest.approx(
+        statistics.median(m / (0.8 * f) - 1 for f, m in zip(fp32, pruned, strict=True))
+    )
+    assert rows["pruned fp32"]["flops_M"] < rows["fp32"]["flops_M"]
+    assert payload["quantize"]["pruned/quick-ort"]["source"] == report["checkpoint"]
+    assert rows["int8"]["vs_ort_fp32"] == pytest.approx(rows["int8"]["speedup"])

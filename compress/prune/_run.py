@@ -64,6 +64,7 @@ def prune_checkpoint(
     device: str = "cpu",
     progress: bool = True,
     log: Callable[[str], None] = print,
+    finetune_steps: int | None = None,
 ) -> dict[str, Any]:
     """Prune a model checkpoint into ``out`` (a checkpoint that stores the channel layout)
     and write ``out`` with ``.json`` beside it: params, FLOPs, latency on ``target``,
@@ -76,7 +77,8 @@ def prune_checkpoint(
     a ratio, which asks for fewer channels, it is kept and ``faster`` says it is not).
 
     ``distill``: fine-tuning also learns from the unpruned parent's soft predictions
-    (weight ``kd_ratio``), the parent kept frozen."""
+    (weight ``kd_ratio``), the parent kept frozen. ``finetune_steps``: at most this many
+    steps per fine-tuning epoch (smoke tests; default: whole epochs)."""
     if steps < 1 or finetune_epochs < 0:
         raise ConfigError("--steps must be >= 1 and --finetune-epochs >= 0")
     if distill and not finetune_epochs:
@@ -92,6 +94,7 @@ def prune_checkpoint(
             batch_size=batch_size,
             seed=seed,
             kd_ratio=kd_ratio,
+            steps_per_epoch=finetune_steps,
         )
         if per_step
         else None
