@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import shlex
 import statistics
 import sys
@@ -17,7 +18,7 @@ import pandas as pd
 from nas.data import DataSpec
 from nas.env import machine_info
 from nas.io import write_json_atomic, write_text_atomic
-from nas.latency import LatencyMeter, Measurement, load_target
+from nas.latency import LatencyMeter, Measurement, load_target, side_by_side
 from nas.train import SUPERNET_RECIPE, TrainConfig
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -103,9 +104,12 @@ def measure_side_by_side(
     samples: dict[tuple[str, str], list[float]] = {}
     for target in targets:
         with LatencyMeter(load_target(target)) as meter:
-            for _ in range(rounds):
-                for name, measure in subjects.items():
-                    samples.setdefault((target, name), []).append(measure(meter).median_ms)
+            timed = side_by_side(
+                {name: functools.partial(measure, meter) for name, measure in subjects.items()},
+                rounds,
+            )
+        for name, measurements in timed.items():
+            samples[target, name] = [m.median_ms for m in measurements]
     return samples
 
 

@@ -87,7 +87,8 @@ def main() -> None:
     args = parser.parse_args()
     scale = SCALES[args.scale]
     # target name -> (what to load it by, its spec); int8 runs on each target's runtime
-    targets = {load_target(t).name: (str(t), load_target(t)) for t in args.targets}
+    specs = [(str(t), load_target(t)) for t in args.targets]
+    targets = {spec.name: (arg, spec) for arg, spec in specs}
     work = args.work
     work.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}

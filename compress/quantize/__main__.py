@@ -43,8 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="*",
         help="ONNX Runtime variants to try, comma-separated shell patterns (e.g. 'gather-*')",
     )
+    from nas.latency import SIDE_BY_SIDE_ROUNDS
+
     parser.add_argument(
-        "--rounds", type=int, default=3, help="latency rounds, every graph once per round"
+        "--rounds",
+        type=int,
+        default=SIDE_BY_SIDE_ROUNDS,
+        help="latency rounds, every graph once per round",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true")

@@ -18,21 +18,19 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from compress._common import (
-    SIDE_BY_SIDE_ROUNDS,
-    input_shape,
-    latency_record,
-    load_source,
-    model_metrics,
-    side_by_side,
-    train_batches,
-)
+from compress._common import input_shape, latency_record, load_source, model_metrics, train_batches
 from compress.prune import layout_of
 from compress.quantize import _onnx, _torch
 from nas import ConfigError
 from nas.checkpoint import save_checkpoint
 from nas.data import DataSpec, DataSplits
-from nas.latency import HardwareTarget, LatencyMeter, load_target
+from nas.latency import (
+    SIDE_BY_SIDE_ROUNDS,
+    HardwareTarget,
+    LatencyMeter,
+    load_target,
+    side_by_side,
+)
 from nas.models import ShuffleNetV2
 from nas.onnx import export_onnx, max_abs_difference
 from nas.train import evaluate, loader_for

@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING
 from nas._errors import MeasurementError
 from nas._lazy import lazy_attributes
 from nas.latency._budget import format_ms, parse_latency
-from nas.latency._passes import MAX_PASS_SPREAD, PassSummary, measure_passes, pass_spread
+from nas.latency._passes import (
+    MAX_PASS_SPREAD,
+    SIDE_BY_SIDE_ROUNDS,
+    PassSummary,
+    measure_passes,
+    pass_spread,
+    side_by_side,
+)
 from nas.latency._runtimes import RUNTIMES, register_runtime
 from nas.latency._target import DEFAULT_TARGET, HardwareTarget, load_target, shipped_targets
 
@@ -46,6 +53,7 @@ __all__ = [
     "DEFAULT_TARGET",
     "MAX_PASS_SPREAD",
     "RUNTIMES",
+    "SIDE_BY_SIDE_ROUNDS",
     "Backend",
     "Block",
     "HardwareTarget",
@@ -69,6 +77,7 @@ __all__ = [
     "register_runtime",
     "run_protocol",
     "shipped_targets",
+    "side_by_side",
     "space_blocks",
     "summarize",
     "validate",

@@ -81,3 +81,20 @@ def measure_passes(
         spread=spread,
         noisy=spread > max_spread or any(r.stats.noisy for r in kept),
     )
+
+
+# Rounds of a side-by-side comparison: each round measures every subject once, in turn, so
+# a change of the host's speed (a shared VM's speed moves by a quarter within minutes,
+# issue 25) falls on all of them alike instead of on whichever was measured then.
+SIDE_BY_SIDE_ROUNDS = 3
+
+
+def side_by_side(
+    measures: dict[str, Callable[[], Measurement]], rounds: int = SIDE_BY_SIDE_ROUNDS
+) -> dict[str, list[Measurement]]:
+    """Every subject measured once per round, rounds in turn: ``{name: [per round]}``."""
+    out: dict[str, list[Measurement]] = {name: [] for name in measures}
+    for _ in range(rounds):
+        for name, measure in measures.items():
+            out[name].append(measure())
+    return out
