@@ -167,6 +167,8 @@ def _check_flops_proxy_and_ranking(chain):
         root / "base",
         "--archs",
         5,
+        "--cost-rounds",
+        2,
     )
     sources = [r["source"] for r in ranking["rows"]]
     assert len(sources) == 5 and sources.count("spread") >= 1
@@ -187,6 +189,19 @@ def _check_flops_proxy_and_ranking(chain):
         ranking["kendall_tau_test"],
         kendall_tau(estimates, [r["standalone_test_acc"] for r in rows]),
     )
+    for row in rows:
+        assert row["of_standalone"] == pytest.approx(
+            row["supernet_val_acc"] / row["standalone_val_acc"]
+        )
+    assert ranking["of_standalone_min"] == min(r["of_standalone"] for r in rows)
+    assert ranking["at_90pct"] == sum(r["of_standalone"] >= 0.9 for r in rows)
+    # the training cost is measured side by side, one ratio per round, from real steps
+    secs = ranking["cost_seconds"]
+    assert len(secs["supernet"]) == len(secs["x1.0"]) == 2 and min(map(min, secs.values())) > 0
+    assert ranking["cost_ratios"] == pytest.approx(
+        [a / b for a, b in zip(secs["supernet"], secs["x1.0"], strict=True)]
+    )
+    assert min(ranking["cost_ratios"]) <= ranking["cost_ratio"] <= max(ranking["cost_ratios"])
     # every standalone figure is banked; with the spread archs' checkpoints gone (a fresh
     # machine), a re-run compares the same archs with their banked figures, training nothing
     bank = json.loads((root / "results" / "standalone_tiny.json").read_text())["nets"]
@@ -196,7 +211,7 @@ def _check_flops_proxy_and_ranking(chain):
     for arch_hash in spread:
         shutil.rmtree(root / "search" / "retrain" / arch_hash)
     args = ["--work", root / "search", "--baselines-work", root / "base", "--archs", 5]
-    again = _script(root, "supernet_ranking", *args)["rows"]
+    again = _script(root, "supernet_ranking", *args, "--cost-rounds", 1)["rows"]
     assert [(r["arch_hash"], r["standalone_val_acc"]) for r in again] == [
         (r["arch_hash"], r["standalone_val_acc"]) for r in rows
     ]
