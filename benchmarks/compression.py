@@ -22,19 +22,20 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, add_targets_argument, write_results
+from _common import RESULTS, add_targets_argument, measure_side_by_side, write_results
 
 from compress.prune import LatencyGoal, PruneConfig, block_size, prune_checkpoint
 from compress.quantize import quantize_checkpoint
 from nas import preset
 from nas.checkpoint import load_checkpoint, model_from_checkpoint
 from nas.data import load_data
-from nas.latency import LatencyMeter, load_target
+from nas.latency import LatencyMeter, Measurement, load_target
 from nas.train import FINAL, STATE, TrainConfig, train
 
 
@@ -182,21 +183,25 @@ def main() -> None:
             "pruned int8": ("int8", pruned / "int8.pt"),
         }
 
+    def measurer(kind: str, path: Path) -> Callable[[LatencyMeter], Measurement]:
+        if kind == "checkpoint":
+            return lambda meter: meter.measure_checkpoint(path, use_cache=False)
+        if kind == "int8":
+            return lambda meter: meter.measure_built(
+                "compress.quantize._torch:load_int8", path, shape, use_cache=False
+            )
+        return lambda meter: meter.measure_onnx(path, shape, use_cache=False)
+
     subjects = {name: subjects_of(name, spec.runtime) for name, (_, spec) in targets.items()}
     samples: dict[tuple[str, str], list[float]] = {}
     for target_name, models in subjects.items():
-        with LatencyMeter(targets[target_name][1]) as meter:
-            for _ in range(args.rounds):
-                for label, (kind, path) in models.items():
-                    if kind == "checkpoint":
-                        m = meter.measure_checkpoint(path, use_cache=False)
-                    elif kind == "int8":
-                        m = meter.measure_built(
-                            "compress.quantize._torch:load_int8", path, shape, use_cache=False
-                        )
-                    else:
-                        m = meter.measure_onnx(path, shape, use_cache=False)
-                    samples.setdefault((target_name, label), []).append(m.stats.median_ms)
+        target_arg = targets[target_name][0]  # a shipped name or a target YAML's path
+        timed = measure_side_by_side(
+            {label: measurer(kind, path) for label, (kind, path) in models.items()},
+            (target_arg,),
+            args.rounds,
+        )
+        samples |= {(target_name, label): ms for (_, label), ms in timed.items()}
 
     rows = []
     # Ratios are taken within a round (all models of a target measured within seconds of
