@@ -189,6 +189,12 @@ def _check_flops_proxy_and_ranking(chain):
         ranking["kendall_tau_test"],
         kendall_tau(estimates, [r["standalone_test_acc"] for r in rows]),
     )
+    assert _same(
+        ranking["kendall_tau_val_test"],
+        kendall_tau(
+            [r["standalone_test_acc"] for r in rows], [r["standalone_val_acc"] for r in rows]
+        ),
+    )
     for row in rows:
         assert row["of_standalone"] == pytest.approx(
             row["supernet_val_acc"] / row["standalone_val_acc"]
