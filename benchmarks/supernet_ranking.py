@@ -257,6 +257,7 @@ def main() -> None:
         [r["standalone_test_acc"] for r in rows], [r["standalone_val_acc"] for r in rows]
     )
     fractions = [r["of_standalone"] for r in rows]
+    fraction_mean, at_90 = statistics.mean(fractions), sum(f >= 0.9 for f in fractions)
     cost = train_cost(args.scale, data, space, args.cost_rounds, args.cost_steps)
     columns = list(rows[0])
     s = SCALES[args.scale]
@@ -267,9 +268,9 @@ def main() -> None:
         f"standalone validation accuracy: {tau_flops:.3f}, the trivial ranking to beat; "
         f"the same nets' test accuracy vs their validation accuracy: {tau_ceiling:.3f}, what "
         "a near-perfect estimate scores against validation figures this noisy). "
-        f"**Sub-nets straight from the supernet reach {statistics.mean(fractions):.0%} of "
+        f"**Sub-nets straight from the supernet reach {fraction_mean:.0%} of "
         f"their standalone validation accuracy on average** (lowest {min(fractions):.0%}; "
-        f"{sum(f >= 0.9 for f in fractions)} of {len(rows)} at >= 90%), for a supernet whose "
+        f"{at_90} of {len(rows)} at >= 90%), for a supernet whose "
         f"training costs **{cost['cost_ratio']:.2f}x** the wall time of training x1.0 alone "
         f"(measured side by side: {args.cost_rounds} interleaved rounds of "
         f"{cost['cost_steps']} steps each, round ratios "
@@ -285,9 +286,9 @@ def main() -> None:
         "kendall_tau_test": tau_test,
         "kendall_tau_flops": tau_flops,
         "kendall_tau_val_test": tau_ceiling,
-        "of_standalone_mean": statistics.mean(fractions),
+        "of_standalone_mean": fraction_mean,
         "of_standalone_min": min(fractions),
-        "at_90pct": sum(f >= 0.9 for f in fractions),
+        "at_90pct": at_90,
         **cost,
         "work": str(work),
         "max_mflops": max_flops / 1e6,

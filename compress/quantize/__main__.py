@@ -21,6 +21,8 @@ from nas.cli import ArgumentParser, run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from nas.latency import SIDE_BY_SIDE_ROUNDS
+
     parser = ArgumentParser(
         prog="python -m compress.quantize",
         description=__doc__,
@@ -43,8 +45,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="*",
         help="ONNX Runtime variants to try, comma-separated shell patterns (e.g. 'gather-*')",
     )
-    from nas.latency import SIDE_BY_SIDE_ROUNDS
-
     parser.add_argument(
         "--rounds",
         type=int,
