@@ -111,6 +111,9 @@ def test_search_writes_a_front_within_the_budget(tmp_path, tiny_supernet, fast_t
         assert {"arch_hash", "val_acc", "latency_ms", "flops", "params"} <= set(t.user_attrs)
         assert t.system_attrs["constraints:budget"] == pytest.approx(t.values[1] - 50.0)
     assert summary["trials"]["complete"] == 6 and summary["hypervolume"] > 0
+    # every arch of the tiny space runs far under 50 ms: the user is told the budget is idle
+    assert summary["space_latency_ms"]["max_arch"] < 50.0
+    assert "admits the whole space" in summary["budget_warning"]
     assert json.loads((run / "summary.json").read_text())["study"] == summary["study"]
     # Rerunning the same options continues the study to the new trial count.
     again = run_search(_options(tmp_path, tiny_supernet, fast_target, trials=8), **QUIET)
@@ -161,6 +164,8 @@ def test_budget_splits_the_space_and_infeasible_trials_stay_recorded(
     assert over, "expected some trials over the budget"
     assert all(t.number not in {b.number for b in study.best_trials} for t in over)
     assert summary["feasible_share"] < 1.0
+    assert "budget_warning" not in summary  # the budget cuts the space: nothing to warn of
+    assert list(summary["space_latency_ms"].values()) == pytest.approx(readings)
 
 
 @pytest.mark.slow

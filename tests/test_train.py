@@ -122,6 +122,45 @@ def test_existing_run_needs_resume_and_finished_run_is_kept(tmp_path):
         train(arch, data, TrainConfig(epochs=1, batch_size=8), tmp_path, **QUIET)
 
 
+@pytest.mark.parametrize("at", ["mid-epoch", "end-of-epoch"])
+def test_resume_from_a_kill_right_after_a_save_equals_an_uninterrupted_run(
+    tmp_path, monkeypatch, at
+):
+    """A kill can land right after any saved state, including the one saved after an
+    epoch's last step (the resumed epoch then takes no step at all: one CI run crashed
+    there). The resumed run's weights and its whole log, train figures included, are those
+    of a run that was never stopped."""
+    from nas.train import _trainer
+
+    data = load_data("synthetic:classes=2,train=40,test=4")
+    arch = preset("shufflenet_v2_x0_5_cifar")
+    config = TrainConfig(epochs=2, batch_size=8, checkpoint_minutes=0)
+    train(arch, data, config, tmp_path / "whole", **QUIET)
+    steps = _log(tmp_path / "whole")[0]["step"]
+    stop_after = 2 if at == "mid-epoch" else steps  # steps into the first epoch
+    save = _trainer._Run._save_state
+
+    def killed_after_that_save(run):
+        save(run)
+        if run.state.epoch == 0 and run.state.step_in_epoch == stop_after:
+            raise KeyboardInterrupt  # the handler saves the same state again, then re-raises
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_trainer._Run, "_save_state", killed_after_that_save)
+        with pytest.raises(KeyboardInterrupt):
+            train(arch, data, config, tmp_path / "broken", **QUIET)
+    train(arch, data, config, tmp_path / "broken", resume=True, **QUIET)
+    a = load_checkpoint(tmp_path / "whole" / "model.pt")
+    b = load_checkpoint(tmp_path / "broken" / "model.pt")
+    for key, tensor in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], tensor, atol=1e-5, rtol=1e-4, msg=key)
+    timing = ("img_per_s", "train_seconds")
+    for row_a, row_b in zip(_log(tmp_path / "whole"), _log(tmp_path / "broken"), strict=True):
+        same = {k: v for k, v in row_a.items() if k not in timing}
+        assert {k: row_b[k] for k in same} == pytest.approx(same), row_b
+        assert row_b["train_seconds"] > 0
+
+
 def _cli(*args, **kwargs):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(

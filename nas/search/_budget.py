@@ -11,6 +11,34 @@ from nas.search._prepare import SearchContext
 from nas.space import SearchSpace
 
 
+def space_reach(ctx: SearchContext, meter: LatencyMeter) -> str | None:
+    """Measure the space's smallest and largest archs on the target (kept in the summary)
+    and return a warning when the budget does not cut the space: a latency is a property
+    of the machine, so a budget that splits the space on one CPU can admit all of it, or
+    none of it, on another."""
+    budget = ctx.options.latency_budget_ms
+    small = meter.measure_arch(ctx.space.min_arch).median_ms
+    large = meter.measure_arch(ctx.space.max_arch).median_ms
+    ctx.extra["space_latency_ms"] = {"min_arch": small, "max_arch": large}
+    where = f"on {meter.target.name} here"
+    if large <= budget:
+        warning = (
+            f"warning: the {format_ms(budget)} budget admits the whole space {where} (its "
+            f"largest arch measures {format_ms(large)}): the budget constrains nothing; "
+            f"pass a lower --latency-budget (between {format_ms(small)} and "
+            f"{format_ms(large)}) for a trade-off"
+        )
+    elif small > budget:
+        warning = (
+            f"warning: no arch of the space fits the {format_ms(budget)} budget {where} (its "
+            f"smallest measures {format_ms(small)}): raise --latency-budget"
+        )
+    else:
+        return None
+    ctx.extra["budget_warning"] = warning
+    return warning
+
+
 def objective_budget(ctx: SearchContext, meter: LatencyMeter) -> float:
     """The budget in the proxy's unit: milliseconds, or MFLOPs of an arch at the budget."""
     budget = ctx.options.latency_budget_ms

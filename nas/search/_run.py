@@ -11,7 +11,7 @@ import optuna
 
 from nas._errors import ConfigError
 from nas.latency import LatencyMeter
-from nas.search._budget import objective_budget
+from nas.search._budget import objective_budget, space_reach
 from nas.search._evaluator import Evaluator
 from nas.search._export import export_front
 from nas.search._front import final_front
@@ -53,6 +53,9 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> di
                 f"{ctx.space.name}: python -m nas.latency build-lut --target {options.target} "
                 f"--space {options.space or ctx.space.name}"
             )
+        warning = space_reach(ctx, meter)
+        if warning:
+            log(warning)
         budget = objective_budget(ctx, meter)
         evaluator = Evaluator(
             supernet,

@@ -116,9 +116,12 @@ def print_summary(
             f"{format_ms(r['latency_ms']):>9s} {format_ms(r['latency_p90_ms']):>9s} "
             f"{r['flops'] / 1e6:7.1f} {r['params'] / 1e6:6.2f}M  {r['name']}"
         )
-    warning = chance_warning(rows, ctx.space.max_arch.num_classes)
-    if warning:
-        log(warning)
+    for warning in (
+        summary.get("budget_warning"),
+        chance_warning(rows, ctx.space.max_arch.num_classes),
+    ):
+        if warning:
+            log(warning)
     best = summary["best"]
     log(
         f"best within budget: {best['arch_hash']} val acc {best['val_acc']:.3f} at "

@@ -51,12 +51,19 @@ def fit_to_data(subject: Subject, data: DataSplits) -> Subject:
     return subject.replace(**changes)
 
 
+_NO_STATS: dict[str, float] = {"loss": 0.0, "correct": 0.0, "seen": 0.0, "seconds": 0.0}
+
+
 @dataclass
 class _Progress:
     epoch: int = 0
     step_in_epoch: int = 0
     global_step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    # the running epoch's sums and step times: saved with a mid-epoch state, so an epoch
+    # resumed after a kill reports the whole epoch, not only the steps after the resume
+    epoch_stats: dict[str, float] = field(default_factory=lambda: dict(_NO_STATS))
+    step_times: list[float] = field(default_factory=list)
 
 
 def train(
@@ -243,7 +250,12 @@ class _Run:
             self.optimizer.load_state_dict(saved["optimizer"])
             p = saved["progress"]
             self.state = _Progress(
-                p["epoch"], p["step_in_epoch"], p["global_step"], list(saved.get("history", []))
+                p["epoch"],
+                p["step_in_epoch"],
+                p["global_step"],
+                list(saved.get("history", [])),
+                {**_NO_STATS, **p.get("epoch_stats", {})},
+                list(p.get("step_times", [])),
             )
             if self.ctx.main:
                 self.log(
@@ -279,6 +291,8 @@ class _Run:
                     "epoch": self.state.epoch,
                     "step_in_epoch": self.state.step_in_epoch,
                     "global_step": self.state.global_step,
+                    "epoch_stats": self.state.epoch_stats,
+                    "step_times": self.state.step_times,
                 },
                 "history": self.state.history,
             },
@@ -298,8 +312,7 @@ class _Run:
             while self.state.epoch < cfg.epochs:
                 e = self.state.epoch
                 self.loader.set_epoch(e)
-                stats = {"loss": 0.0, "correct": 0, "seen": 0, "seconds": 0.0}
-                step_times: list[float] = []
+                stats, step_times = self.state.epoch_stats, self.state.step_times
                 bar = tqdm(
                     total=self.steps_per_epoch,
                     initial=self.state.step_in_epoch,
@@ -338,10 +351,13 @@ class _Run:
                 bar.close()
                 self.state.epoch += 1
                 self.state.step_in_epoch = 0
+                self.state.epoch_stats, self.state.step_times = dict(_NO_STATS), []
                 row = {
                     "epoch": self.state.epoch,
                     "step": self.state.global_step,
-                    "lr": lr,
+                    # the last step's rate; a state saved after an epoch's last step resumes
+                    # straight here, with no step of this process to take it from
+                    "lr": lr_at(self.state.global_step - 1, self.total_steps, cfg),
                     "train_loss": stats["loss"] / max(stats["seen"], 1),
                     "train_acc": stats["correct"] / max(stats["seen"], 1),
                     # images per second at the median step: robust to warm-up and hiccups
