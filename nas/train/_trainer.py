@@ -249,14 +249,10 @@ class _Run:
             self.model.load_state_dict(saved["state_dict"])
             self.optimizer.load_state_dict(saved["optimizer"])
             p = saved["progress"]
-            self.state = _Progress(
-                p["epoch"],
-                p["step_in_epoch"],
-                p["global_step"],
-                list(saved.get("history", [])),
-                {**_NO_STATS, **p.get("epoch_stats", {})},
-                list(p.get("step_times", [])),
-            )
+            stats = {**_NO_STATS, **p.get("epoch_stats", {})}
+            history, times = list(saved.get("history", [])), list(p.get("step_times", []))
+            self.state = _Progress(p["epoch"], p["step_in_epoch"], p["global_step"], history)
+            self.state.epoch_stats, self.state.step_times = stats, times
             if self.ctx.main:
                 self.log(
                     f"resuming from {state}: epoch {p['epoch'] + 1}, "
@@ -355,8 +351,7 @@ class _Run:
                 row = {
                     "epoch": self.state.epoch,
                     "step": self.state.global_step,
-                    # the last step's rate; a state saved after an epoch's last step resumes
-                    # straight here, with no step of this process to take it from
+                    # the last step's (a resume after an epoch's last step takes no step)
                     "lr": lr_at(self.state.global_step - 1, self.total_steps, cfg),
                     "train_loss": stats["loss"] / max(stats["seen"], 1),
                     "train_acc": stats["correct"] / max(stats["seen"], 1),
