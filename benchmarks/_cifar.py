@@ -71,15 +71,15 @@ def space_for(scale: str, data: DataSplits) -> SearchSpace:
     return space
 
 
-def supernet(scale: str, work: Path, data: DataSplits) -> Path:
+def supernet(scale: str, work: Path, data: DataSplits, **changes: Any) -> Path:
     """The scale's supernet, trained once (the shared supernet recipe at the scale's epochs
-    and batch size)."""
+    and batch size); ``changes`` to the recipe train a variant in a folder of its own."""
     s = SCALES[scale]
-    out = work / "supernet"
+    out = work / ("supernet" + "".join(f"-{k}{v}" for k, v in sorted(changes.items())))
     final = out / FINAL["supernet"]
     if not final.exists():
         print(f"== training the supernet into {out}")
-        recipe = s.supernet_recipe()
+        recipe = s.supernet_recipe(**changes)
         space = space_for(scale, data)
         train(space, data, recipe, out, device=s.device, resume=(out / STATE).exists())
     return final

@@ -25,6 +25,7 @@ with search.py (supernet, retrained nets). Writes results/supernet_ranking_<scal
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import statistics
@@ -34,20 +35,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cifar
 import _standalone
 from _common import SCALES, publish
 from baselines import MODELS, train_baselines
 
-from nas import preset
+from nas import ConfigError, preset
 from nas.arch import ArchConfig
 from nas.checkpoint import load_checkpoint, supernet_from_checkpoint
 from nas.data import DataSplits
 from nas.latency import kendall_tau
 from nas.models import count_flops
 from nas.space import SearchSpace
-from nas.train import FINAL, subnet_accuracy, train
+from nas.train import FINAL, TrainConfig, subnet_accuracy, train
 
 POOL_PER_ARCH = 25  # random archs drawn per arch wanted (FLOPs counting costs ~0.15 s each)
 
@@ -149,17 +152,25 @@ def standalone(
 
 
 def train_cost(
-    scale: str, data: DataSplits, space: SearchSpace, rounds: int, steps: int
+    scale: str,
+    data: DataSplits,
+    space: SearchSpace,
+    rounds: int,
+    steps: int,
+    changes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Wall time of training the supernet relative to training x1.0 alone, measured side by
     side: ``rounds`` interleaved rounds of ``steps`` steps of each recipe (the scale's own
     steps per epoch where it has fewer), each round's seconds the sum of its step times
-    (data loading, forward, backward, update; not setup or evaluation)."""
+    (data loading, forward, backward, update; not setup or evaluation). ``changes`` to the
+    supernet recipe: a variant's epochs scale the ratio (x1.0 trains the scale's epochs)."""
     s = SCALES[scale]
+    changes = {**(changes or {})}
+    epochs = changes.pop("epochs", s.epochs)
     steps = min(steps, s.steps_per_epoch or steps)
     x10 = preset(_cifar.BUDGET_BASELINES["x1.0"])
     subjects: dict[str, tuple[Any, Any]] = {
-        "supernet": (space, s.supernet_recipe(epochs=1, steps_per_epoch=steps)),
+        "supernet": (space, s.supernet_recipe(**changes, epochs=1, steps_per_epoch=steps)),
         "x1.0": (x10, s.recipe(epochs=1, steps_per_epoch=steps)),
     }
     seconds: dict[str, list[float]] = {name: [] for name in subjects}
@@ -177,7 +188,9 @@ def train_cost(
                     log=lambda _msg: None,
                 )
                 seconds[name].append(metrics["train_seconds"])
-    ratios = [a / b for a, b in zip(seconds["supernet"], seconds["x1.0"], strict=True)]
+    ratios = [
+        a / b * epochs / s.epochs for a, b in zip(seconds["supernet"], seconds["x1.0"], strict=True)
+    ]
     return {
         "cost_ratio": statistics.median(ratios),
         "cost_ratios": ratios,
@@ -202,7 +215,19 @@ def main() -> None:
     parser.add_argument(
         "--cost-steps", type=int, default=30, help="training steps per subject and round"
     )
+    parser.add_argument(
+        "--supernet-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change the supernet recipe (a TrainConfig field, e.g. epochs=30 or "
+        "grad_clip=5): a control trained into its own folder, results under its own name",
+    )
     args = parser.parse_args()
+    try:
+        changes = recipe_changes(args.supernet_option, args.scale)
+    except (ValueError, ConfigError) as exc:
+        parser.error(f"--supernet-option: {exc}")
     if args.cost_rounds < 1 or args.cost_steps < 1:
         parser.error("--cost-rounds and --cost-steps must be >= 1")
     if args.archs < 3:
@@ -219,7 +244,7 @@ def main() -> None:
             f"{len(figures)} standalone nets in {_standalone.bank_path(args.results, args.scale)}"
         )
         return
-    supernet_path = _cifar.supernet(args.scale, work, data)
+    supernet_path = _cifar.supernet(args.scale, work, data, **changes)
     max_flops = _max_flops(args)
 
     supernet = supernet_from_checkpoint(load_checkpoint(supernet_path, kind="supernet"))
@@ -258,10 +283,11 @@ def main() -> None:
     )
     fractions = [r["of_standalone"] for r in rows]
     fraction_mean, at_90 = statistics.mean(fractions), sum(f >= 0.9 for f in fractions)
-    cost = train_cost(args.scale, data, space, args.cost_rounds, args.cost_steps)
+    cost = train_cost(args.scale, data, space, args.cost_rounds, args.cost_steps, changes)
     columns = list(rows[0])
+    tag = "-".join(f"{k}{v}" for k, v in sorted(changes.items()))
     s = SCALES[args.scale]
-    sr = s.supernet_recipe()
+    sr = s.supernet_recipe(**changes)
     notes = (
         f"**Kendall tau, supernet estimate vs standalone validation accuracy: {tau:.3f}** over "
         f"{len(rows)} archs (vs standalone test accuracy: {tau_test:.3f}; FLOPs alone vs "
@@ -276,7 +302,9 @@ def main() -> None:
         f"{cost['cost_steps']} steps each, round ratios "
         + ", ".join(f"{r:.2f}" for r in cost["cost_ratios"])
         + "). "
-        f"Supernet: {sr.epochs} epochs {sr.strategy}, lr {sr.lr:g}; estimate after "
+        f"Supernet: {sr.epochs} epochs {sr.strategy}, lr {sr.lr:g}, gradient clip "
+        f"{sr.grad_clip}{'' if not changes else ' (changed from the shared recipe: ' + tag + ')'}"
+        "; estimate after "
         "recalibrating BatchNorm on "
         f"{s.bn_batches} training batches. Standalone: {s.epochs} epochs, batch {s.batch_size}, "
         f"lr {s.lr}; spread archs drawn at FLOPs quantiles up to {max_flops / 1e6:.0f} MFLOPs."
@@ -293,8 +321,25 @@ def main() -> None:
         "work": str(work),
         "max_mflops": max_flops / 1e6,
         "wall_s": time.time() - started,
+        "supernet_changes": changes,
+        "supernet_path": str(supernet_path),
     }
-    publish("supernet_ranking", args.scale, rows, extra, columns, notes, args.results)
+    name = "supernet_ranking" + (f"-{tag}" if changes else "")
+    publish(name, args.scale, rows, extra, columns, notes, args.results)
+
+
+def recipe_changes(options: list[str], scale: str) -> dict[str, Any]:
+    """``KEY=VALUE`` options as changes to the supernet recipe (values read as YAML
+    scalars), checked by building the recipe."""
+    changes: dict[str, Any] = {}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or key not in fields:
+            raise ValueError(f"{option!r} is not KEY=VALUE with KEY a TrainConfig field")
+        changes[key] = yaml.safe_load(value)
+    SCALES[scale].supernet_recipe(**changes)  # raises on a bad value
+    return changes
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import yaml
 
 from compress.prune import block_size
 from nas import preset
+from nas.checkpoint import load_checkpoint
 from nas.latency import HardwareTarget, kendall_tau, pass_spread
 from nas.space import load_space
 from reports import collect
@@ -30,7 +31,9 @@ from tests.conftest import REPO, TINY_SPACE
 BENCH = REPO / "benchmarks"
 
 
-def _script(cwd: Path, name: str, *args: object) -> dict:
+def _script(cwd: Path, name: str, *args: object, result: str | None = None) -> dict:
+    """Run benchmark ``name``; its payload (``result``: the result's name, when not the
+    script's)."""
     results = cwd / "results"
     done = subprocess.run(
         [sys.executable, str(BENCH / f"{name}.py"), "--scale", "tiny", "--results", str(results)]
@@ -41,8 +44,9 @@ def _script(cwd: Path, name: str, *args: object) -> dict:
         timeout=280,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    payload = json.loads((results / f"{name}_tiny.json").read_text())
-    assert (results / f"{name}_tiny.md").read_text().startswith(f"# {name} (tiny scale)")
+    result = result or name
+    payload = json.loads((results / f"{result}_tiny.json").read_text())
+    assert (results / f"{result}_tiny.md").read_text().startswith(f"# {result} (tiny scale)")
     return payload
 
 
@@ -216,8 +220,27 @@ def _check_flops_proxy_and_ranking(chain):
     spread = {r["arch_hash"] for r in rows if r["source"] == "spread"}
     for arch_hash in spread:
         shutil.rmtree(root / "search" / "retrain" / arch_hash)
+    # ... here against a control: the supernet recipe changed (its own folder and result)
     args = ["--work", root / "search", "--baselines-work", root / "base", "--archs", 5]
-    again = _script(root, "supernet_ranking", *args, "--cost-rounds", 1)["rows"]
+    control = _script(
+        root,
+        "supernet_ranking",
+        *args,
+        "--cost-rounds",
+        1,
+        "--supernet-option",
+        "epochs=2",
+        result="supernet_ranking-epochs2",
+    )
+    assert control["supernet_changes"] == {"epochs": 2}
+    assert Path(control["supernet_path"]).parent.name == "supernet-epochs2"
+    shared = load_checkpoint(ranking["supernet_path"], kind="supernet")["train"]["epochs"]
+    assert load_checkpoint(control["supernet_path"], kind="supernet")["train"]["epochs"] == 2
+    secs = control["cost_seconds"]  # the ratio of step times, times the ratio of epochs
+    assert control["cost_ratios"] == pytest.approx(
+        [a / b * 2 / shared for a, b in zip(secs["supernet"], secs["x1.0"], strict=True)]
+    )
+    again = control["rows"]
     assert [(r["arch_hash"], r["standalone_val_acc"]) for r in again] == [
         (r["arch_hash"], r["standalone_val_acc"]) for r in rows
     ]
@@ -240,12 +263,17 @@ def test_supernet_sharing_ablation(tmp_path):
     sizes = {name: row["archs_in_space"] for name, row in rows.items()}
     assert sizes == {
         "one arch": 1,
+        "one-arch supernet": 1,
         "widths": 8,
         "split ratios": 1,
         "widths + ratios": 8,
         "depth + kernels": 64,
     }
     assert rows["one arch"]["subnets_scored"] == 1 and rows["one arch"]["cost_points"] == 0
+    # the control: the same single arch, but trained as a supernet with the supernet recipe
+    assert rows["one-arch supernet"]["subnets_scored"] == 1
+    control = load_checkpoint(tmp_path / "work" / "one-arch-supernet" / "supernet.pt")
+    assert control["kind"] == "supernet" and control["train"]["grad_clip"] is not None
     for row in rows.values():
         assert 0.0 <= row["min_val_acc"] <= row["mean_val_acc"] <= row["max_val_acc"] <= 1.0
     assert payload["reference"]["stage3.width"] == 232  # nearest x1.0
