@@ -71,9 +71,12 @@ def space_for(scale: str, data: DataSplits) -> SearchSpace:
     return space
 
 
-def supernet(scale: str, work: Path, data: DataSplits, **changes: Any) -> Path:
+def supernet(
+    scale: str, work: Path, data: DataSplits, device: str | None = None, **changes: Any
+) -> Path:
     """The scale's supernet, trained once (the shared supernet recipe at the scale's epochs
-    and batch size); ``changes`` to the recipe train a variant in a folder of its own."""
+    and batch size) on ``device`` (default: the scale's); ``changes`` to the recipe train a
+    variant in a folder of its own."""
     s = SCALES[scale]
     out = work / ("supernet" + "".join(f"-{k}{v}" for k, v in sorted(changes.items())))
     final = out / FINAL["supernet"]
@@ -81,7 +84,7 @@ def supernet(scale: str, work: Path, data: DataSplits, **changes: Any) -> Path:
         print(f"== training the supernet into {out}")
         recipe = s.supernet_recipe(**changes)
         space = space_for(scale, data)
-        train(space, data, recipe, out, device=s.device, resume=(out / STATE).exists())
+        train(space, data, recipe, out, device=device or s.device, resume=(out / STATE).exists())
     return final
 
 

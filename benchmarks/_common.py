@@ -178,9 +178,10 @@ def render_markdown(payload: dict[str, Any], columns: list[str], notes: str = ""
         .to_markdown(index=False, floatfmt=".4g", missingval="–")
     )
     env = payload["machine"]
+    gpu = f", GPU {env['cuda']}" if env.get("cuda") else ""
     return (
         f"# {payload['benchmark']} ({payload['scale']} scale)\n\n{table}\n\n{notes}\n\n"
         f"Command: `{payload['command']}`  \nMachine: {env['cpu']}, {env['cores']} cores "
         f"({', '.join(env['isa'])}), torch {env['torch']}, {env['torch_threads']} threads, "
-        f"Python {env['python']}  \nDate: {payload['date']}\n"
+        f"Python {env['python']}{gpu}  \nDate: {payload['date']}\n"
     )

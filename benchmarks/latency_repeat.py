@@ -161,18 +161,20 @@ def main() -> None:
     for target in targets:
         for arch in archs:
             stats = quiet[target.name, arch.hash]
-            passes = [st.median_ms for st in stats]
-            readouts = _readouts(stats)
+            # the spreads are taken from the passes as recorded (rounded), so a reader of the
+            # JSON recomputes the same figure from them
+            passes = [round(st.median_ms, 4) for st in stats]
+            readouts = {k: [round(x, 4) for x in v] for k, v in _readouts(stats).items()}
             references = {"norm": passes, "raw": readouts["raw"]}
             row: dict[str, Any] = {
                 "target": target.name,
                 "arch": arch.short_name(),
                 "mflops": round(count_flops(arch) / 1e6, 1),
                 "quiet_ms": round(statistics.median(passes), 4),
-                "quiet_passes_ms": [round(v, 4) for v in passes],
+                "quiet_passes_ms": passes,
                 "quiet_spread": round(pass_spread(passes), 4),
                 **{f"{k}_spread": round(pass_spread(v), 4) for k, v in readouts.items()},
-                **{f"{k}_passes": [round(x, 4) for x in v] for k, v in readouts.items()},
+                **{f"{k}_passes": v for k, v in readouts.items()},
             }
             for way in BUSY_WAYS:  # each protocol against its own quiet median
                 reference = statistics.median(references[way])

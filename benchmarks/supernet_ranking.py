@@ -158,6 +158,7 @@ def train_cost(
     rounds: int,
     steps: int,
     changes: dict[str, Any] | None = None,
+    device: str | None = None,
 ) -> dict[str, Any]:
     """Wall time of training the supernet relative to training x1.0 alone, measured side by
     side: ``rounds`` interleaved rounds of ``steps`` steps of each recipe (the scale's own
@@ -182,7 +183,7 @@ def train_cost(
                     data,
                     recipe,
                     Path(tmp) / f"{name}-{r}",
-                    device=s.device,
+                    device=device or s.device,
                     progress=False,
                     report_test=False,
                     log=lambda _msg: None,
@@ -210,10 +211,27 @@ def main() -> None:
         help="train and record the standalone nets only (no supernet, no result file)",
     )
     parser.add_argument(
+        "--train-only",
+        action="store_true",
+        help="train the supernet (and nothing else) and stop: several variants can train "
+        "side by side, then be scored and timed one at a time",
+    )
+    parser.add_argument(
         "--cost-rounds", type=int, default=3, help="rounds of the training-cost measure"
     )
     parser.add_argument(
         "--cost-steps", type=int, default=30, help="training steps per subject and round"
+    )
+    parser.add_argument(
+        "--device",
+        help="train and score the supernet there instead of the scale's device (e.g. cuda "
+        "at the cpu scale, against the cpu-scale standalone figures); the cost ratio is "
+        "measured there too, and the result's name says where",
+    )
+    parser.add_argument(
+        "--bn-batches",
+        type=int,
+        help="training batches re-estimating a sub-net's BatchNorm (default: the scale's)",
     )
     parser.add_argument(
         "--supernet-option",
@@ -230,12 +248,19 @@ def main() -> None:
         parser.error(f"--supernet-option: {exc}")
     if args.cost_rounds < 1 or args.cost_steps < 1:
         parser.error("--cost-rounds and --cost-steps must be >= 1")
+    if args.bn_batches is not None and args.bn_batches < 1:
+        parser.error("--bn-batches must be >= 1")
     if args.archs < 3:
         parser.error("--archs must be >= 3 for a rank correlation")
     started = time.time()
     work = _cifar.work_dir(args.scale, args.work)
     data = _cifar.data_of(args.scale)
     space = _cifar.space_for(args.scale, data)
+    s = SCALES[args.scale]
+    device = args.device or s.device
+    if args.train_only:
+        print(f"supernet in {_cifar.supernet(args.scale, work, data, device, **changes)}")
+        return
     bank = _standalone.lookup(args.results, args.scale)
     chosen = members(args, work, space, bank)
     figures = {h: standalone(args, work, data, src, a, bank) for h, (src, a) in chosen.items()}
@@ -244,16 +269,15 @@ def main() -> None:
             f"{len(figures)} standalone nets in {_standalone.bank_path(args.results, args.scale)}"
         )
         return
-    supernet_path = _cifar.supernet(args.scale, work, data, **changes)
+    bn_batches = args.bn_batches or s.bn_batches
+    supernet_path = _cifar.supernet(args.scale, work, data, device, **changes)
     max_flops = _max_flops(args)
 
     supernet = supernet_from_checkpoint(load_checkpoint(supernet_path, kind="supernet"))
     rows: list[dict[str, Any]] = []
     for arch_hash, (source, arch) in chosen.items():
         net = figures[arch_hash]
-        estimate = subnet_accuracy(
-            supernet, arch, data, SCALES[args.scale].bn_batches, device=SCALES[args.scale].device
-        )
+        estimate = subnet_accuracy(supernet, arch, data, bn_batches, device=device)
         rows.append(
             {
                 "arch": arch.short_name(),
@@ -283,10 +307,9 @@ def main() -> None:
     )
     fractions = [r["of_standalone"] for r in rows]
     fraction_mean, at_90 = statistics.mean(fractions), sum(f >= 0.9 for f in fractions)
-    cost = train_cost(args.scale, data, space, args.cost_rounds, args.cost_steps, changes)
+    cost = train_cost(args.scale, data, space, args.cost_rounds, args.cost_steps, changes, device)
     columns = list(rows[0])
     tag = "-".join(f"{k}{v}" for k, v in sorted(changes.items()))
-    s = SCALES[args.scale]
     sr = s.supernet_recipe(**changes)
     notes = (
         f"**Kendall tau, supernet estimate vs standalone validation accuracy: {tau:.3f}** over "
@@ -304,9 +327,8 @@ def main() -> None:
         + "). "
         f"Supernet: {sr.epochs} epochs {sr.strategy}, lr {sr.lr:g}, gradient clip "
         f"{sr.grad_clip}{'' if not changes else ' (changed from the shared recipe: ' + tag + ')'}"
-        "; estimate after "
-        "recalibrating BatchNorm on "
-        f"{s.bn_batches} training batches. Standalone: {s.epochs} epochs, batch {s.batch_size}, "
+        f"; trained, scored and timed on {device}; estimate after recalibrating "
+        f"BatchNorm on {bn_batches} training batches. Standalone: {s.epochs} epochs, batch {s.batch_size}, "
         f"lr {s.lr}; spread archs drawn at FLOPs quantiles up to {max_flops / 1e6:.0f} MFLOPs."
     )
     extra = {
@@ -323,8 +345,12 @@ def main() -> None:
         "wall_s": time.time() - started,
         "supernet_changes": changes,
         "supernet_path": str(supernet_path),
+        "device": device,
+        "bn_batches": bn_batches,
     }
     name = "supernet_ranking" + (f"-{tag}" if changes else "")
+    name += "" if device == s.device else f"-{device}"
+    name += "" if bn_batches == s.bn_batches else f"-bn{bn_batches}"
     publish(name, args.scale, rows, extra, columns, notes, args.results)
 
 
