@@ -328,7 +328,8 @@ def main() -> None:
         f"Supernet: {sr.epochs} epochs {sr.strategy}, lr {sr.lr:g}, gradient clip "
         f"{sr.grad_clip}{'' if not changes else ' (changed from the shared recipe: ' + tag + ')'}"
         f"; trained, scored and timed on {device}; estimate after recalibrating "
-        f"BatchNorm on {bn_batches} training batches. Standalone: {s.epochs} epochs, batch {s.batch_size}, "
+        f"BatchNorm on {bn_batches} training batches. Standalone: {s.epochs} epochs, "
+        f"batch {s.batch_size}, "
         f"lr {s.lr}; spread archs drawn at FLOPs quantiles up to {max_flops / 1e6:.0f} MFLOPs."
     )
     extra = {
