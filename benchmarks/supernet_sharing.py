@@ -46,7 +46,7 @@ from nas.io import write_json_atomic
 from nas.space import SearchSpace
 from nas.train import FINAL, LOG, STATE, TrainConfig, subnet_accuracy, train
 
-SCORES = "subnet_scores.json"  # per variant: sub-net validation accuracy by arch hash
+SCORES = "subnet_scores_bn{}.json"  # per variant and recalibration: val accuracy by arch hash
 EPOCHS = {"cpu": 3, "gpu": 5, "tiny": 1}
 VARIANTS = {
     "one arch": (),
@@ -55,7 +55,12 @@ VARIANTS = {
     "split ratios": ("split_ratio",),
     "widths + ratios": ("width", "split_ratio"),
     "depth + kernels": ("repeats", "kernel"),
+    "depth": ("repeats",),
+    "kernels": ("kernel",),
 }
+# Sub-nets are scored twice, after BatchNorm recalibration on the scale's batches and on
+# this many: a cost that shrinks with more batches is the statistics', not the weights'.
+WIDE_BN_BATCHES = 32
 
 
 def reference_values(space: SearchSpace) -> dict[str, Any]:
@@ -82,7 +87,7 @@ def variant(space: SearchSpace, reference: dict[str, Any], shared: tuple[str, ..
 
 def _scores(out: Path, bn_batches: int) -> dict[str, dict[str, float]]:
     """Sub-net scores kept from an earlier run on this supernet (same recalibration)."""
-    path = out / SCORES
+    path = out / SCORES.format(bn_batches)
     if not path.exists():
         return {}
     kept = json.loads(path.read_text())
@@ -90,7 +95,7 @@ def _scores(out: Path, bn_batches: int) -> dict[str, dict[str, float]]:
 
 
 def _save_scores(out: Path, bn_batches: int, scores: dict[str, dict[str, float]]) -> None:
-    write_json_atomic(out / SCORES, {"bn_batches": bn_batches, "scores": scores})
+    write_json_atomic(out / SCORES.format(bn_batches), {"bn_batches": bn_batches, "scores": scores})
 
 
 def _standalone(
@@ -113,20 +118,24 @@ def _supernet_scores(
     recipe: TrainConfig,
     s: Scale,
     out: Path,
-) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """A supernet over ``sub`` (trained once) and its scores of ``archs``."""
+) -> tuple[dict[str, Any], dict[int, dict[str, dict[str, float]]]]:
+    """A supernet over ``sub`` (trained once) and its scores of ``archs``, by the number of
+    batches that recalibrated BatchNorm."""
     if not (out / FINAL["supernet"]).exists():
         print(f"== training a supernet over {sub.size} archs into {out}")
-        (out / SCORES).unlink(missing_ok=True)  # scores of an earlier supernet
+        for old in out.glob(SCORES.format("*")):  # scores of an earlier supernet
+            old.unlink()
         train(sub, data, recipe, out, device=s.device, resume=(out / STATE).exists())
     payload = load_checkpoint(out / FINAL["supernet"], kind="supernet")
     net = supernet_from_checkpoint(payload)
-    scores = _scores(out, s.bn_batches)
-    for arch_hash, arch in archs.items():
-        if arch_hash not in scores:
-            scores[arch_hash] = subnet_accuracy(net, arch, data, s.bn_batches, device=s.device)
-            _save_scores(out, s.bn_batches, scores)
-    return payload, scores
+    by_bn: dict[int, dict[str, dict[str, float]]] = {}
+    for bn in (s.bn_batches, WIDE_BN_BATCHES):
+        scores = by_bn[bn] = _scores(out, bn)
+        for arch_hash, arch in archs.items():
+            if arch_hash not in scores:
+                scores[arch_hash] = subnet_accuracy(net, arch, data, bn, device=s.device)
+                _save_scores(out, bn, scores)
+    return payload, by_bn
 
 
 def main() -> None:
@@ -148,8 +157,11 @@ def main() -> None:
         archs = {a.hash: a for a in (sub.sample(rng) for _ in range(args.subnets))}
         if name == "one arch":  # the ceiling: the reference arch as a standalone net
             payload, scores = _standalone(sub.max_arch, data, s, recipe.epochs, out)
+            wide: list[float] | None = None
         else:
-            payload, scores = _supernet_scores(sub, archs, data, recipe, s, out)
+            payload, by_bn = _supernet_scores(sub, archs, data, recipe, s, out)
+            scores = by_bn[s.bn_batches]
+            wide = [by_bn[WIDE_BN_BATCHES][h]["acc"] for h in archs]
         last_epoch = json.loads((out / LOG).read_text().splitlines()[-1])
         accs = [scores[h]["acc"] for h in archs]
         rows.append(
@@ -160,6 +172,7 @@ def main() -> None:
                 "mean_val_acc": statistics.fmean(accs),
                 "min_val_acc": min(accs),
                 "max_val_acc": max(accs),
+                f"mean_val_acc_bn{WIDE_BN_BATCHES}": statistics.fmean(wide) if wide else None,
                 "final_train_acc": last_epoch["train_acc"],
                 "train_s": payload["metrics"]["train_seconds"],
             }
@@ -174,7 +187,8 @@ def main() -> None:
     notes = (
         f"Each supernet: {recipe.epochs} epochs {recipe.strategy}, batch {recipe.batch_size}, lr "
         f"{recipe.lr}, seed {recipe.seed}; sub-nets scored after recalibrating BatchNorm on "
-        f"{s.bn_batches} training batches. One arch: the reference trained alone as a "
+        f"{s.bn_batches} training batches (`mean_val_acc_bn{WIDE_BN_BATCHES}`: the same sub-nets "
+        f"after recalibrating on {WIDE_BN_BATCHES}). One arch: the reference trained alone as a "
         f"standalone ShuffleNetV2 (its own init, lr {s.lr}, no clipping, same epochs). "
         "`cost_points`: mean validation accuracy below "
         "the reference trained alone. Fixed axes at the reference: "

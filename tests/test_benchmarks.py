@@ -268,6 +268,8 @@ def test_supernet_sharing_ablation(tmp_path):
         "split ratios": 1,
         "widths + ratios": 8,
         "depth + kernels": 64,
+        "depth": 8,
+        "kernels": 8,
     }
     assert rows["one arch"]["subnets_scored"] == 1 and rows["one arch"]["cost_points"] == 0
     # the control: the same single arch, but trained as a supernet with the supernet recipe
@@ -276,10 +278,14 @@ def test_supernet_sharing_ablation(tmp_path):
     assert control["kind"] == "supernet" and control["train"]["grad_clip"] is not None
     for row in rows.values():
         assert 0.0 <= row["min_val_acc"] <= row["mean_val_acc"] <= row["max_val_acc"] <= 1.0
+    # every supernet's sub-nets scored a second time, after recalibrating on 32 batches
+    assert rows["one arch"]["mean_val_acc_bn32"] is None
+    assert all(0.0 <= r["mean_val_acc_bn32"] <= 1.0 for n, r in rows.items() if n != "one arch")
     assert payload["reference"]["stage3.width"] == 232  # nearest x1.0
     assert payload["reference"]["stage3.repeats"] == 4  # the smallest depth
     # resumed: the finished supernets and their scores are kept, nothing is redone
-    kept = [tmp_path / "work" / "widths" / name for name in ("supernet.pt", "subnet_scores.json")]
+    names = ("supernet.pt", "subnet_scores_bn1.json", "subnet_scores_bn32.json")
+    kept = [tmp_path / "work" / "widths" / name for name in names]
     mtimes = [path.stat().st_mtime_ns for path in kept]
     again = _script(tmp_path, "supernet_sharing", "--work", tmp_path / "work", "--subnets", 3)
     assert [path.stat().st_mtime_ns for path in kept] == mtimes
