@@ -141,6 +141,15 @@ def _supernet_scores(
 def main() -> None:
     parser = _cifar.argument_parser(__doc__, searches=False)
     parser.add_argument("--subnets", type=int, default=8, help="sub-nets scored per variant")
+    parser.add_argument(
+        "--own-ceiling",
+        action="append",
+        default=[],
+        choices=[v for v in VARIANTS if v not in ("one arch", "one-arch supernet")],
+        help="also train each scored sub-net of this variant alone (standalone recipe, same "
+        "epochs): its cost against the same archs' own accuracy, not the reference's "
+        "(a deeper or narrower sub-net may train slower alone too); repeatable",
+    )
     args = parser.parse_args()
     args.work = args.work or Path(f"runs/bench-sharing-{args.scale}")
     started = time.time()
@@ -150,6 +159,7 @@ def main() -> None:
     recipe = s.supernet_recipe(epochs=EPOCHS[args.scale])
     reference = reference_values(space)
     rows: list[dict[str, Any]] = []
+    own: dict[str, list[dict[str, Any]]] = {}
     for name, shared in VARIANTS.items():
         sub = variant(space, reference, shared)
         out = args.work / name.replace(" + ", "-").replace(" ", "-").replace(",", "")
@@ -164,6 +174,16 @@ def main() -> None:
             wide = [by_bn[WIDE_BN_BATCHES][h]["acc"] for h in archs]
         last_epoch = json.loads((out / LOG).read_text().splitlines()[-1])
         accs = [scores[h]["acc"] for h in archs]
+        ceiling_accs: list[float] | None = None
+        if name in args.own_ceiling:
+            ceiling_accs = [
+                _standalone(a, data, s, recipe.epochs, out / "standalone" / h)[1][h]["acc"]
+                for h, a in archs.items()
+            ]
+            own[name] = [
+                {"arch": a.short_name(), "supernet_val_acc": acc, "standalone_val_acc": alone}
+                for a, acc, alone in zip(archs.values(), accs, ceiling_accs, strict=True)
+            ]
         rows.append(
             {
                 "variant": name,
@@ -175,6 +195,12 @@ def main() -> None:
                 f"mean_val_acc_bn{WIDE_BN_BATCHES}": statistics.fmean(wide) if wide else None,
                 "final_train_acc": last_epoch["train_acc"],
                 "train_s": payload["metrics"]["train_seconds"],
+                "own_ceiling_val_acc": statistics.fmean(ceiling_accs) if ceiling_accs else None,
+                "own_cost_points": (
+                    100 * (statistics.fmean(ceiling_accs) - statistics.fmean(accs))
+                    if ceiling_accs
+                    else None
+                ),
             }
         )
         print(
@@ -191,13 +217,17 @@ def main() -> None:
         f"after recalibrating on {WIDE_BN_BATCHES}). One arch: the reference trained alone as a "
         f"standalone ShuffleNetV2 (its own init, lr {s.lr}, no clipping, same epochs). "
         "`cost_points`: mean validation accuracy below "
-        "the reference trained alone. Fixed axes at the reference: "
+        "the reference trained alone; `own_cost_points` (variants given to --own-ceiling): "
+        "below the same sub-nets each trained alone (`own_ceiling_val_acc`), the ceiling "
+        "that separates what sharing costs from what the sampled archs' own shape costs at "
+        "this length. Fixed axes at the reference: "
         + ", ".join(f"{k} {v}" for k, v in reference.items())
         + "."
     )
     extra = {
         "epochs": recipe.epochs,
         "reference": reference,
+        "own_ceiling": own,
         "work": str(args.work),
         "wall_s": time.time() - started,
     }

@@ -287,9 +287,35 @@ def test_supernet_sharing_ablation(tmp_path):
     names = ("supernet.pt", "subnet_scores_bn1.json", "subnet_scores_bn32.json")
     kept = [tmp_path / "work" / "widths" / name for name in names]
     mtimes = [path.stat().st_mtime_ns for path in kept]
-    again = _script(tmp_path, "supernet_sharing", "--work", tmp_path / "work", "--subnets", 3)
+    again = _script(
+        tmp_path,
+        "supernet_sharing",
+        "--work",
+        tmp_path / "work",
+        "--subnets",
+        3,
+        "--own-ceiling",
+        "depth",
+    )
     assert [path.stat().st_mtime_ns for path in kept] == mtimes
-    assert again["rows"] == payload["rows"]
+    # the same rows, and the depth variant's sub-nets each trained alone as its own ceiling
+    for row, first in zip(again["rows"], payload["rows"], strict=True):
+        assert {k: v for k, v in row.items() if not k.startswith("own_")} == {
+            k: v for k, v in first.items() if not k.startswith("own_")
+        }
+        if row["variant"] != "depth":
+            assert row["own_ceiling_val_acc"] is None and first["own_ceiling_val_acc"] is None
+            continue
+        pairs = again["own_ceiling"]["depth"]
+        assert len(pairs) == row["subnets_scored"]
+        assert row["own_ceiling_val_acc"] == pytest.approx(
+            statistics.fmean(p["standalone_val_acc"] for p in pairs)
+        )
+        assert row["own_cost_points"] == pytest.approx(
+            100 * (row["own_ceiling_val_acc"] - row["mean_val_acc"])
+        )
+    standalone = tmp_path / "work" / "depth" / "standalone"
+    assert len(list(standalone.glob("*/model.pt"))) == rows["depth"]["subnets_scored"]
 
 
 @pytest.mark.slow
