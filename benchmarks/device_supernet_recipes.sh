@@ -13,6 +13,17 @@
 # scores and times them one at a time (benchmarks/supernet_ranking.py: Kendall tau, fraction
 # of standalone, cost ratio to x1.0 measured side by side on the same GPU). Everything
 # lands under OUT_DIR (results/, logs/), packed into OUT_DIR/results.tar.gz at the end.
+#
+# On a lent machine whose python3 holds torch but not optuna (carry wheels of optuna,
+# alembic, colorlog, Mako, SQLAlchemy and torch-pruning in .whl/, and the CIFAR-10 archive
+# in .gpu/), the launch line is:
+#   mkdir -p /tmp/pybin && rm -f /tmp/pybin/python && printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" \
+#     >/tmp/pybin/python && chmod +x /tmp/pybin/python && export PATH=/tmp/pybin:$PATH
+#   python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+#   export PYTHONPATH=$PWD:/tmp/site; mkdir -p ../shared/data && cp .gpu/*.tar.gz ../shared/data/
+#   bash benchmarks/device_supernet_recipes.sh "$OUT" 240 550
+# The old wrapper is removed first: writing through a path that is a link to the
+# interpreter overwrites the interpreter (one session's run did, and hung until its limit).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:?usage: device_supernet_recipes.sh OUT_DIR [PHASE1_SECONDS] [TOTAL_SECONDS]}
