@@ -75,16 +75,19 @@ def supernet(
     scale: str, work: Path, data: DataSplits, device: str | None = None, **changes: Any
 ) -> Path:
     """The scale's supernet, trained once (the shared supernet recipe at the scale's epochs
-    and batch size) on ``device`` (default: the scale's); ``changes`` to the recipe train a
-    variant in a folder of its own."""
+    and batch size) on ``device`` (default: the scale's); ``changes`` to the recipe, and
+    another device than the scale's, train a variant in a folder of its own (a supernet
+    trained on one device is never read back as the other's)."""
     s = SCALES[scale]
-    out = work / ("supernet" + "".join(f"-{k}{v}" for k, v in sorted(changes.items())))
+    device = device or s.device
+    name = "supernet" + "".join(f"-{k}{v}" for k, v in sorted(changes.items()))
+    out = work / (name if device == s.device else f"{name}-on-{device}")
     final = out / FINAL["supernet"]
     if not final.exists():
         print(f"== training the supernet into {out}")
         recipe = s.supernet_recipe(**changes)
         space = space_for(scale, data)
-        train(space, data, recipe, out, device=device or s.device, resume=(out / STATE).exists())
+        train(space, data, recipe, out, device=device, resume=(out / STATE).exists())
     return final
 
 

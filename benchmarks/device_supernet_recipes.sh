@@ -36,6 +36,7 @@ results=$out/results
 logs=$out/logs
 mkdir -p "$results" "$logs" "$work"
 cp benchmarks/results/standalone_cpu.json benchmarks/results/supernet_ranking_cpu.json "$results/"
+per_run=90  # seconds at most to score and time one variant
 export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 
 pack() { tar -czf "$out/results.tar.gz" -C "$out" results logs; }
@@ -98,12 +99,12 @@ score() {  # variant, extra options...
     echo "   $(slug "$v"): not trained in time, skipped"
     return
   fi
-  if [ $((SECONDS - started)) -gt $((total - 90)) ]; then
+  if [ $((SECONDS - started)) -gt $((total - per_run)) ]; then
     echo "   $(slug "$v"): no time left, skipped"
     return
   fi
   # shellcheck disable=SC2046
-  timeout 90 python benchmarks/supernet_ranking.py --scale "$scale" --device "$device" --work "$work" \
+  timeout "$per_run" python benchmarks/supernet_ranking.py --scale "$scale" --device "$device" --work "$work" \
     --results "$results" --cost-rounds 3 --cost-steps 20 $(options "$v") "$@" >"$log" 2>&1
   echo "   $(slug "$v") $*: $(grep -o 'Kendall tau.*alone (measured' "$log" | cut -c1-330)"
 }

@@ -174,33 +174,31 @@ def main() -> None:
             wide = [by_bn[WIDE_BN_BATCHES][h]["acc"] for h in archs]
         last_epoch = json.loads((out / LOG).read_text().splitlines()[-1])
         accs = [scores[h]["acc"] for h in archs]
-        ceiling_accs: list[float] | None = None
+        mean = statistics.fmean(accs)
+        own_ceiling: float | None = None
         if name in args.own_ceiling:
-            ceiling_accs = [
+            alone = [
                 _standalone(a, data, s, recipe.epochs, out / "standalone" / h)[1][h]["acc"]
                 for h, a in archs.items()
             ]
+            own_ceiling = statistics.fmean(alone)
             own[name] = [
-                {"arch": a.short_name(), "supernet_val_acc": acc, "standalone_val_acc": alone}
-                for a, acc, alone in zip(archs.values(), accs, ceiling_accs, strict=True)
+                {"arch": a.short_name(), "supernet_val_acc": acc, "standalone_val_acc": acc_alone}
+                for a, acc, acc_alone in zip(archs.values(), accs, alone, strict=True)
             ]
         rows.append(
             {
                 "variant": name,
                 "archs_in_space": sub.size,
                 "subnets_scored": len(accs),
-                "mean_val_acc": statistics.fmean(accs),
+                "mean_val_acc": mean,
                 "min_val_acc": min(accs),
                 "max_val_acc": max(accs),
                 f"mean_val_acc_bn{WIDE_BN_BATCHES}": statistics.fmean(wide) if wide else None,
                 "final_train_acc": last_epoch["train_acc"],
                 "train_s": payload["metrics"]["train_seconds"],
-                "own_ceiling_val_acc": statistics.fmean(ceiling_accs) if ceiling_accs else None,
-                "own_cost_points": (
-                    100 * (statistics.fmean(ceiling_accs) - statistics.fmean(accs))
-                    if ceiling_accs
-                    else None
-                ),
+                "own_ceiling_val_acc": own_ceiling,
+                "own_cost_points": None if own_ceiling is None else 100 * (own_ceiling - mean),
             }
         )
         print(
