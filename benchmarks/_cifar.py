@@ -124,9 +124,13 @@ class SearchCase:
         return f"{Path(self.target).stem}-{self.baseline}-{self.proxy}"
 
 
-def cases(work: Path, proxy: str, targets: tuple[str, ...] = CPU_TARGETS) -> list[SearchCase]:
-    measured = budgets(work, targets)
-    return [SearchCase(t, b, proxy, measured[t][b]) for t in targets for b in BUDGET_BASELINES]
+def cases(
+    scale: str, work: Path, proxy: str, targets: tuple[str, ...] = CPU_TARGETS
+) -> list[SearchCase]:
+    measured, slack = budgets(work, targets), SCALES[scale].budget_slack
+    return [
+        SearchCase(t, b, proxy, measured[t][b] * slack) for t in targets for b in BUDGET_BASELINES
+    ]
 
 
 class Prepared(NamedTuple):
@@ -144,7 +148,7 @@ def prepare(args: argparse.Namespace) -> Prepared:
     """From the parsed options of :func:`argument_parser` plus ``--targets``."""
     work = work_dir(args.scale, args.work)
     data = data_of(args.scale)
-    measured = cases(work, "measured", args.targets)
+    measured = cases(args.scale, work, "measured", args.targets)
     trials = args.trials or SEARCH_TRIALS[args.scale]
     return Prepared(work, trials, data, measured, supernet(args.scale, work, data))
 

@@ -41,6 +41,7 @@ export PYTHONUNBUFFERED=1 OMP_NUM_THREADS=2
 
 pack() { tar -czf "$out/results.tar.gz" -C "$out" results logs; }
 trap pack EXIT
+trap 'exit 143' TERM INT  # killed at the call's limit: still pack what is there
 
 # The variants: supernet recipe changes (a TrainConfig field each), most wanted first.
 variants=(
@@ -53,6 +54,8 @@ variants=(
   "strategy=sandwich distill=false"
   "strategy=sandwich epochs=45"
 )
+# VARIANTS="|strategy=sandwich": a '|'-separated subset ('' is the shared recipe)
+if [ -n "${VARIANTS+x}" ]; then IFS='|' read -r -a variants <<<"$VARIANTS"; fi
 options() { for kv in $1; do printf -- '--supernet-option %s ' "$kv"; done; }
 slug() { local s=${1// /_}; echo "${s:-shared}"; }
 

@@ -205,8 +205,9 @@ def test_backend_contract(runtime, device):
     from nas import ShuffleNetV2
 
     time_once = backend.prepare(ShuffleNetV2(arch), (1, 3, 32, 32))
+    time_once()  # cold: on cuda cuDNN picks (benchmarks) and builds a plan per conv here
     times = [time_once() for _ in range(5)]
-    assert all(0 < t < 5 for t in times)
+    assert all(0 < t < 5 for t in times), times
     stats = run_protocol(time_once, 2, 10, max_cv=0.5, retries=0)
     assert stats.median_ms > 0 and stats.runs + stats.rejected == 10
 
@@ -327,7 +328,9 @@ def test_speed_is_calibrated_once_and_applied(cache):
     with LatencyMeter(target, cache=cache) as meter:
         result = meter.measure_arch(arch).stats
         nominal = meter._nominal()
-    assert result.raw_median_ms is not None and 0.3 < result.speed < 3.0
+    # a sanity bound, not a speed check: under the suite's own load on 2 cores the
+    # reference and the subject ran 3.8x apart once
+    assert result.raw_median_ms is not None and 0.1 < result.speed < 10.0
     assert result.median_ms == pytest.approx(result.raw_median_ms / result.speed)
     with LatencyMeter(target, cache=cache) as again:  # the calibration is kept
         assert again._nominal() == nominal and again._process is None

@@ -366,14 +366,30 @@ def test_ddp_two_processes_stay_in_sync(tmp_path):
 
 
 @pytest.mark.gpu
-def test_training_on_cuda_uses_bf16_and_channels_last(tmp_path):
+def test_training_on_cuda_learns_standalone_and_supernet(tmp_path):
+    # the CPU tests' settings (test_standalone_training_learns_and_checkpoints_safely,
+    # test_supernet_training_on_synthetic): cuda changes the numerics, not what is learnable
     data = load_data(SYNTHETIC)
-    config = TrainConfig(epochs=2, batch_size=32, lr=0.05)
+    config = TrainConfig(epochs=4, batch_size=16, lr=0.05)
     metrics = train(
         preset("shufflenet_v2_x0_5_cifar"), data, config, tmp_path, device="cuda", **QUIET
     )
-    assert metrics["val_acc"] > 0.5
+    assert metrics["val_acc"] > 0.8  # chance is 0.25
+    config = TrainConfig(epochs=4, batch_size=16, lr=0.05, strategy="sandwich", bn_batches=2)
     supernet = train(
         load_space(TINY_SPACE), data, config, tmp_path / "super", device="cuda", **QUIET
     )
-    assert supernet["val_acc_max"] > 0.4
+    assert supernet["val_acc_max"] > 0.7 and supernet["val_acc_min"] > 0.7
+
+
+@pytest.mark.gpu
+def test_supernet_steps_on_cuda_do_not_pay_per_new_shape(tmp_path):
+    # Every supernet step runs new conv shapes. In bf16 channels-last cuDNN built a plan
+    # per new shape at ~50 ms of CPU: an H200 trained the CIFAR supernet at 2-4 s a step
+    # (41 images/s; 80 ms a step in fp32 NCHW). The trainer keeps supernets in fp32 NCHW.
+    data = load_data("synthetic:classes=4,train=1024,test=8")
+    config = TrainConfig(epochs=1, batch_size=64, lr=0.05, steps_per_epoch=12, eval_every=0)
+    metrics = train(
+        load_space("shufflenetv2_cifar"), data, config, tmp_path, device="cuda", **QUIET
+    )
+    assert metrics["img_per_s"] > 64 / 0.5, metrics  # < 0.5 s a step, a new sub-net each

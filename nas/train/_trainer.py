@@ -145,6 +145,9 @@ class _Run:
         self.progress, self.report_test, self.log = progress, report_test, log
         self.device = ctx.device
         self.cuda = self.device.type == "cuda"
+        # bf16 + channels-last for standalone nets only: cuDNN plans each new conv shape a
+        # supernet runs at ~50 ms CPU (benchmarks/results/supernet_step_speed_cuda.md)
+        self.mixed = self.cuda and self.kind == "model"
         if self.teacher is not None:
             self.teacher = self.teacher.to(self.device).eval().requires_grad_(False)
         torch.manual_seed(config.seed)
@@ -159,17 +162,13 @@ class _Run:
             else None
         )
         self.model: nn.Module = (
-            Supernet(
-                self.subject,
-                branch_scale=config.branch_scale,
-                channel_match=config.channel_match,
-            )
+            Supernet(self.subject, config.branch_scale, config.channel_match)
             if isinstance(self.subject, SearchSpace)
             else self.subject.build()
             if isinstance(self.subject, ReferenceNet)
             else ShuffleNetV2(self.subject, layout=layout)
         ).to(self.device)
-        if self.cuda:
+        if self.mixed:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.optimizer = sgd(self.model, config)
         resolution = None if self.kind == "supernet" else self._arch().resolution
@@ -184,7 +183,7 @@ class _Run:
             device=self.device,
             drop_last=True,
             seed=config.seed,
-            channels_last=self.cuda,
+            channels_last=self.mixed,
             shard=(ctx.rank, ctx.world),
         )
         if len(self.loader) == 0:
@@ -382,7 +381,7 @@ class _Run:
             rng = random.Random(mix_seed(self.config.seed, self.ctx.rank, step))
             draws = self.strategy.draw(rng, step / self.total_steps)
             loss, logits = supernet_step(
-                self.net, draws, x, y, self.config, self.cuda, self.ctx.enabled
+                self.net, draws, x, y, self.config, self.mixed, self.ctx.enabled
             )
         if self.config.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
