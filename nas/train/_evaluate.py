@@ -93,7 +93,7 @@ def subnet_accuracy(
     device: torch.device | str = "cpu",
     seed: int = 0,
 ) -> dict[str, float]:
-    """Validation accuracy of sub-net ``arch`` after BatchNorm recalibration."""
+    """Validation accuracy of sub-net ``arch`` after BatchNorm recalibration, in fp32 as
+    the supernet trains on every device (every sub-net is new conv shapes: see Trainer)."""
     model = subnet_model(supernet, arch, data, bn_batches, batch_size, device, seed)
-    autocast = torch.device(device).type == "cuda"
-    return evaluate(model, loader_for(data.val, data, arch, batch_size, device), autocast)
+    return evaluate(model, loader_for(data.val, data, arch, batch_size, device))
