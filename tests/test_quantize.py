@@ -242,3 +242,15 @@ def test_cli_bad_input(tmp_path, trained, args, message, capsys):
     assert code == 2 and err.startswith("error: "), err
     assert message in err and err.count("\n") == 1
     assert not (tmp_path / "q").exists()
+
+
+def test_no_variant_within_the_drop_keeps_the_fastest_and_says_so():
+    from compress.quantize._run import _choose
+
+    def variant(name: str, ms: float, val: float) -> dict:
+        return {"name": name, "val_acc": val, "latency": {"latency_ms": ms}}
+
+    variants = [variant("a", 0.6, 0.45), variant("b", 0.5, 0.44), variant("c", 0.7, 0.49)]
+    assert _choose(variants, 0.50, 0.02)["name"] == "c"  # the one within 2 points
+    chosen = _choose(variants[:2], 0.50, 0.02)
+    assert chosen["name"] == "b" and chosen["within_max_drop"] is False

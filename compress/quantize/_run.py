@@ -288,6 +288,12 @@ def _onnxruntime(
             f"x{v['speedup']:.2f}  val acc {v['val_acc']:.4f}"
         )
     chosen = _choose(variants, fp32_val, max_drop)
+    if not chosen["within_max_drop"]:
+        log(
+            f"no int8 variant stays within {100 * max_drop:.1f} points of fp32's validation "
+            f"accuracy: the fastest is kept, {100 * (fp32_val - chosen['val_acc']):.1f} "
+            "points lower (a larger --calib-batches or --max-drop, or keep fp32)"
+        )
     test_x, test_y = _split_arrays(data, "test", arch)
     chosen_test = float(
         (_onnx.predict(work / chosen["file"], iter(test_x)).argmax(1) == test_y).mean()
