@@ -28,7 +28,7 @@ from typing import Any
 
 SETTINGS = {
     # name: (autocast bf16, channels_last, cudnn enabled, cudnn benchmark)
-    "bf16-cl": (True, True, True, False),  # what nas.train does on cuda
+    "bf16-cl": (True, True, True, False),  # what nas.train did on cuda before 2026-12-04
     "fp32-nchw": (False, False, True, False),
     "bf16-cl-nocudnn": (True, True, False, False),
     "bf16-nchw": (True, False, True, False),
@@ -188,7 +188,7 @@ def write(args: argparse.Namespace, rows: list[dict[str, Any]], table: str = "")
     }
     path = args.out / f"supernet_step_speed_{args.device}.json"
     path.write_text(json.dumps(result, indent=1))
-    path.with_suffix(".md").write_text(render(result, " ".join(sys.argv)))
+    path.with_suffix(".md").write_text(render(result, result["command"]))
 
 
 def render(result: dict[str, Any], command: str) -> str:

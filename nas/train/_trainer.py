@@ -374,7 +374,7 @@ class _Run:
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, int]:
         self.optimizer.zero_grad(set_to_none=True)
         if self.kind == "model":
-            loss, logits = model_step(self.net, self.teacher, x, y, self.config, self.cuda)
+            loss, logits = model_step(self.net, self.teacher, x, y, self.config, self.mixed)
         else:
             assert self.strategy is not None
             step = self.state.global_step
