@@ -347,6 +347,8 @@ def test_kill_9_loses_no_completed_trial(tmp_path, tiny_supernet, fast_target):
         "--bn-batches",
         "1",
         "--no-progress",
+        "--final-epochs",
+        "0",
         "--study-name",
         "k",
     ]
@@ -390,6 +392,8 @@ def test_postgresql_workers_share_a_study_and_retry_a_dead_workers_trial(
             "--bn-batches",
             "1",
             "--no-progress",
+            "--final-epochs",
+            "0",
             "--trials",
             "14",
         ]
@@ -482,7 +486,8 @@ def test_study_opens_in_optuna_dashboard(tmp_path, tiny_supernet, fast_target):
 @pytest.mark.slow
 def test_main_command_end_to_end(tmp_path, fast_target):
     """The CLI as a user runs it: trains its own supernet on the embedded data, searches,
-    measures and exports the front (tiny space and trial count to fit CI)."""
+    measures the front, trains it (its default) and exports it (tiny space, trial count
+    and final schedule to fit CI)."""
     proc = _cli(
         "--latency-budget",
         "50ms",
@@ -496,6 +501,10 @@ def test_main_command_end_to_end(tmp_path, fast_target):
         "1",
         "--bn-batches",
         "1",
+        "--final-steps-per-epoch",
+        "2",
+        "--final-epochs",
+        "1",
         "--no-progress",
         cwd=tmp_path,
     )
@@ -507,6 +516,7 @@ def test_main_command_end_to_end(tmp_path, fast_target):
     run = runs[0]
     front = pd.read_csv(run / "pareto.csv")
     assert len(front) >= 1 and (front.latency_ms <= 50.0).all()
+    assert (front.training == "scratch, 1 epochs").all()
     assert (run / "supernet" / "supernet.pt").exists() and (run / "study.db").exists()
     for row in front.itertuples():
         model_from_checkpoint(load_checkpoint(run / row.checkpoint, kind="model"))
@@ -514,6 +524,21 @@ def test_main_command_end_to_end(tmp_path, fast_target):
     summary = json.loads((run / "summary.json").read_text())
     assert summary["trials"]["complete"] == 4 and summary["front_size"] == len(front)
     assert summary["data"]["counts"] == {"train": 4500, "val": 500, "test": 1000}
+
+
+def test_the_command_final_trains_its_front_unless_told_not_to(monkeypatch):
+    import nas.search
+    from nas.final import FinalTraining
+    from nas.search.__main__ import main
+
+    seen = []
+    monkeypatch.setattr(nas.search, "run_search", seen.append)
+    assert main(["--latency-budget", "25ms"]) == 0
+    assert main(["--latency-budget", "25ms", "--final-epochs", "0"]) == 0
+    assert main(["--latency-budget", "25ms", "--final-init", "inherit"]) == 0
+    assert seen[0].final == FinalTraining(epochs=15, init="scratch")
+    assert seen[1].final is None
+    assert seen[2].final == FinalTraining(epochs=15, init="inherit")
 
 
 def test_a_chance_level_supernet_is_called_out():

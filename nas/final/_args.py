@@ -9,7 +9,7 @@ from nas.cli import field_type
 from nas.final._config import DEFAULT_LR, INITS, FinalTraining
 
 HELP = {
-    "epochs": "epochs of final training per front arch",
+    "epochs": "epochs of final training per front arch (nas.search: 0 turns it off)",
     "init": "start from the arch's own init (scratch) or its supernet weights (inherit)",
     "distill": "also learn from the supernet's largest sub-net (soft targets)",
     "lr": "peak learning rate (default: "
@@ -21,18 +21,13 @@ HELP = {
 }
 
 
-def add_final_arguments(
-    parser: argparse.ArgumentParser, prefix: str = "", epochs_default: int | None = None
-) -> None:
-    """One option per :class:`FinalTraining` field, named ``--<prefix><field>``. With
-    ``epochs_default`` 0 final training is off unless its epochs are given."""
+def add_final_arguments(parser: argparse.ArgumentParser, prefix: str = "") -> None:
+    """One option per :class:`FinalTraining` field, named ``--<prefix><field>``."""
     group = parser.add_argument_group("final training")
     defaults = FinalTraining()
     for f in dataclasses.fields(FinalTraining):
         flag = "--" + prefix + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        if f.name == "epochs" and epochs_default is not None:
-            default = epochs_default
         text = HELP[f.name] + ("" if default is None else f" (default {default})")
         if isinstance(default, bool):
             group.add_argument(flag, dest=f"final_{f.name}", action="store_true", help=text)

@@ -4,7 +4,9 @@
 
 With no other argument: the embedded CIFAR-10 subset, the default space, the cpu-torch-1t
 target, run directory runs/<study-name>/; a supernet is trained first (a short schedule)
-unless --supernet is given. Rerunning the same command continues the study.
+unless --supernet is given, and every arch of the Pareto front is trained to its best
+(from scratch, 15 epochs; --final-epochs 0 exports the supernet's sub-nets instead).
+Rerunning the same command continues where it stopped.
 """
 
 from __future__ import annotations
@@ -89,8 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nas.data import add_data_arguments, data_spec
     from nas.final import add_final_arguments, final_from_args
 
-    # off by default: the front is exported with its supernet weights unless asked
-    add_final_arguments(parser, prefix="final-", epochs_default=0)
+    # on by default: a sub-net with supernet weights is an estimate, not a model to deliver
+    add_final_arguments(parser, prefix="final-")
     add_data_arguments(parser)
     parser.set_defaults(data=None)
     args = parser.parse_args(argv)

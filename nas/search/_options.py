@@ -107,12 +107,12 @@ class SearchOptions:
         except (ValueError, KeyError, TypeError):
             raise ConfigError(
                 f"{path} records no search options (an older version wrote it): run the "
-                "same python -m nas.search command again with --final-epochs"
+                "same python -m nas.search command again (it final-trains the front)"
             ) from None
         if recorded.get("storage") and ":***@" in recorded["storage"]:
             raise ConfigError(
                 f"the search in {run} used a storage whose password is not recorded: "
-                "run the same python -m nas.search command again with --final-epochs"
+                "run the same python -m nas.search command again (it final-trains the front)"
             )
         return cls.from_dict({**recorded, "run": str(run)})
 
