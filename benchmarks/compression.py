@@ -32,7 +32,7 @@ from _common import RESULTS, add_targets_argument, measure_side_by_side, write_r
 
 from compress.prune import LatencyGoal, PruneConfig, block_size, prune_checkpoint
 from compress.quantize import quantize_checkpoint
-from nas import preset
+from nas import ConfigError, preset
 from nas.checkpoint import load_checkpoint, model_from_checkpoint
 from nas.data import load_data
 from nas.latency import LatencyMeter, Measurement, load_target
@@ -115,35 +115,35 @@ def main() -> None:
 
     goal = None if args.ratio is not None else LatencyGoal.parse(args.latency)
     prune_reports: dict[str, dict[str, Any]] = {}  # per target
+    out_of_reach: dict[str, str] = {}  # per target where compress.prune refused the goal
     for target_name, (target_arg, spec) in targets.items():
         pruned = work / ("pruned.pt" if goal is None else f"pruned-{target_name}.pt")
+        refused = pruned.with_suffix(".out-of-reach.txt")
+        if refused.exists():
+            out_of_reach[target_name] = refused.read_text().strip()
+            continue
         if not pruned.with_suffix(".json").exists():
             started = time.time()
             round_to = args.round_to or (1 if goal is None else block_size(spec))
-            prune_checkpoint(
-                checkpoint,
-                pruned,
-                PruneConfig(
-                    args.ratio or 0.5,
-                    "group-norm",
-                    global_ranking=False,
-                    scope=args.prune_scope,
-                    round_to=round_to,
-                ),
-                latency=goal,
-                steps=3 if goal is None else 1,
-                finetune_epochs=scale.finetune,
-                finetune_steps=scale.steps_per_epoch,
-                lr=0.02,
-                target=None if goal is None else target_arg,
-            )
-            timings[f"prune_{target_name}_s"] = time.time() - started
+            try:
+                _prune_to(checkpoint, pruned, args, scale, goal, round_to, target_arg)
+            except ConfigError as error:
+                if goal is None or "out of reach" not in str(error):
+                    raise
+                refused.write_text(f"{error}\n")
+                out_of_reach[target_name] = str(error)
+                print(f"{target_name}: {error}")
+                continue
+            finally:
+                timings[f"prune_{target_name}_s"] = time.time() - started
         prune_reports[target_name] = json.loads(pruned.with_suffix(".json").read_text())
 
     quantized: dict[str, dict[str, Any]] = {}  # "<base|pruned>/<target>"
     for target_name, (target_arg, spec) in targets.items():
-        pruned_path = Path(prune_reports[target_name]["checkpoint"])
-        for name, source in (("base", checkpoint), ("pruned", pruned_path)):
+        sources = [("base", checkpoint)]
+        if target_name in prune_reports:
+            sources.append(("pruned", Path(prune_reports[target_name]["checkpoint"])))
+        for name, source in sources:
             out = work / f"int8-{name}-{target_name}"
             if not (out / "quantize.json").exists():
                 started = time.time()
@@ -167,21 +167,26 @@ def main() -> None:
     shape = (1, arch.in_channels, arch.resolution, arch.resolution)
 
     def subjects_of(target_name: str, runtime: str) -> dict[str, tuple[str, Path]]:
+        """Label -> (how to measure it, its file); no pruned models where the goal was
+        out of reach."""
         base = Path(quantized[f"base/{target_name}"]["dir"])
-        pruned = Path(quantized[f"pruned/{target_name}"]["dir"])
+        report = prune_reports.get(target_name)
+        pruned = Path(quantized[f"pruned/{target_name}"]["dir"]) if report else None
         if runtime == "onnxruntime":
-            return {
+            files = {
                 "fp32": ("onnx", base / "fp32.onnx"),
-                "pruned fp32": ("onnx", pruned / "fp32.onnx"),
+                "pruned fp32": ("onnx", pruned / "fp32.onnx") if pruned else None,
                 "int8": ("onnx", base / "int8.onnx"),
-                "pruned int8": ("onnx", pruned / "int8.onnx"),
+                "pruned int8": ("onnx", pruned / "int8.onnx") if pruned else None,
             }
-        return {
-            "fp32": ("checkpoint", checkpoint),
-            "pruned fp32": ("checkpoint", Path(prune_reports[target_name]["checkpoint"])),
-            "int8": ("int8", base / "int8.pt"),
-            "pruned int8": ("int8", pruned / "int8.pt"),
-        }
+        else:
+            files = {
+                "fp32": ("checkpoint", checkpoint),
+                "pruned fp32": ("checkpoint", Path(report["checkpoint"])) if report else None,
+                "int8": ("int8", base / "int8.pt"),
+                "pruned int8": ("int8", pruned / "int8.pt") if pruned else None,
+            }
+        return {label: file for label, file in files.items() if file is not None}
 
     def measurer(kind: str, path: Path) -> Callable[[LatencyMeter], Measurement]:
         if kind == "checkpoint":
@@ -210,15 +215,17 @@ def main() -> None:
     ort = next((n for n, (_, t) in targets.items() if t.runtime == "onnxruntime"), None)
     fp32_ort = samples[(ort, "fp32")] if ort else None
     for target_name, models in subjects.items():
-        report = prune_reports[target_name]
-        flops = {"fp32": report["before"]["flops"] / 1e6, "pruned": report["after"]["flops"] / 1e6}
-        acc = {
-            "fp32": (report["before"]["val_acc"], report["before"]["test_acc"]),
-            "pruned fp32": (report["after"]["val_acc"], report["after"]["test_acc"]),
-        }
+        base_fp32 = quantized[f"base/{target_name}"]["fp32"]
+        flops = {"fp32": base_fp32["flops"] / 1e6}
+        acc = {"fp32": (base_fp32["val_acc"], base_fp32["test_acc"])}
+        if target_name in prune_reports:
+            after = prune_reports[target_name]["after"]
+            flops["pruned"] = after["flops"] / 1e6
+            acc["pruned fp32"] = (after["val_acc"], after["test_acc"])
         for name in ("base", "pruned"):
-            q = quantized[f"{name}/{target_name}"]["int8"]
-            acc["int8" if name == "base" else "pruned int8"] = (q["val_acc"], q["test_acc"])
+            if f"{name}/{target_name}" in quantized:
+                q = quantized[f"{name}/{target_name}"]["int8"]
+                acc["int8" if name == "base" else "pruned int8"] = (q["val_acc"], q["test_acc"])
         fp32 = samples[(target_name, "fp32")]
         for label in models:
             ms = samples[(target_name, label)]
@@ -250,6 +257,7 @@ def main() -> None:
         "checkpoint": str(checkpoint),
         "latency_goal": None if goal is None else str(goal),
         "prune": prune_reports,
+        "out_of_reach": out_of_reach,
         "quantize": quantized,
         "rounds": args.rounds,
         "samples": {f"{t}/{m}": v for (t, m), v in samples.items()},
@@ -287,6 +295,7 @@ def main() -> None:
         + ", ".join(f"{t} {r['prune']['round_to']}" for t, r in prune_reports.items())
         + f", {scale.finetune} fine-tuning epochs at lr 0.02; channels removed "
         + ", ".join(f"{t} {r['ratio_reached']:.1%}" for t, r in prune_reports.items())
+        + "".join(f"; not pruned on {t}: {why}" for t, why in out_of_reach.items())
         + ". int8 on onnxruntime: the fastest variant within "
         "1 point of validation accuracy ("
         + ", ".join(
@@ -312,6 +321,34 @@ def main() -> None:
     )
     print(md_path.read_text())
     print(f"-> {json_path}")
+
+
+def _prune_to(
+    checkpoint: Path,
+    pruned: Path,
+    args: argparse.Namespace,
+    scale: Scale,
+    goal: LatencyGoal | None,
+    round_to: int,
+    target: str,
+) -> None:
+    prune_checkpoint(
+        checkpoint,
+        pruned,
+        PruneConfig(
+            args.ratio or 0.5,
+            "group-norm",
+            global_ranking=False,
+            scope=args.prune_scope,
+            round_to=round_to,
+        ),
+        latency=goal,
+        steps=3 if goal is None else 1,
+        finetune_epochs=scale.finetune,
+        finetune_steps=scale.steps_per_epoch,
+        lr=0.02,
+        target=None if goal is None else target,
+    )
 
 
 if __name__ == "__main__":

@@ -568,6 +568,14 @@ def test_compression_prunes_to_the_goal_on_the_target(tmp_path):
     assert rows["pruned fp32"]["flops_M"] < rows["fp32"]["flops_M"]
     assert payload["quantize"]["pruned/quick-ort"]["source"] == report["checkpoint"]
     assert rows["int8"]["vs_ort_fp32"] == pytest.approx(rows["int8"]["speedup"])
+    # a goal compress.prune refused as out of reach (recorded, so a rerun does not prune
+    # again): that target gets no pruned rows, and the notes say why
+    why = "--latency 0.8x is out of reach on quick-ort: (recorded)"
+    (tmp_path / "w" / "pruned-quick-ort.out-of-reach.txt").write_text(why + "\n")
+    (tmp_path / "w" / "pruned-quick-ort.json").unlink()
+    payload = _script(tmp_path, "compression", *args, "--work", tmp_path / "w")
+    assert [r["model"] for r in payload["rows"]] == ["fp32", "int8"]
+    assert payload["out_of_reach"] == {"quick-ort": why} and payload["prune"] == {}
 
 
 def test_supernet_step_speed_times_fresh_and_repeated_steps(tmp_path):

@@ -4,6 +4,7 @@ removed, the runtime's channel block, and the command end to end on a real targe
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -11,8 +12,8 @@ import compress.prune._goal as goal_module
 import compress.prune._run as run_module
 from compress.prune import LatencyGoal, PruneConfig, block_size, prune_checkpoint, search_removal
 from nas import ConfigError
-from nas.checkpoint import load_checkpoint
-from nas.latency import HardwareTarget, LatencyCache
+from nas.checkpoint import load_checkpoint, model_from_checkpoint
+from nas.latency import HardwareTarget, LatencyCache, LatencyMeter
 
 from .helpers import call_cli
 
@@ -63,6 +64,62 @@ def test_an_unreachable_band_takes_the_closest_under_the_goal():
     # a goal below anything reachable: the fastest probe
     chosen, _ = search_removal(_staircase, 1.0, 100)
     assert chosen.latency_ms == min(_staircase(n) for n in range(101))
+
+
+def test_a_goal_out_of_reach_is_measured_at_the_most_removable():
+    # a runtime whose latency barely falls with channels: 10 ms whole, 9 ms at 3,000 removed
+    def flat(removed: int) -> float:
+        return 10.0 - removed / 3000
+
+    chosen, probes = search_removal(flat, 5.0, 3000)
+    assert max(p.removed for p in probes[:10]) < 3000  # the bisection ran out of probes
+    assert len(probes) == 11 and probes[-1].removed == 3000  # then the most removable
+    assert chosen == probes[-1] and chosen.latency_ms == 9.0
+
+
+def _params_latency(floor: float):
+    """A fake measurement of the real pruned candidates: 10 ms for the parent, falling
+    linearly with the parameters kept down to ``floor`` x 10 ms (per-op overhead)."""
+    whole: list[int] = []
+
+    def measure(self, module, shape, key=None):
+        size = sum(p.numel() for p in module.parameters())
+        whole.append(whole[0] if whole else size)  # the first module measured is the parent
+        return SimpleNamespace(median_ms=10.0 * (floor + (1 - floor) * size / whole[0]))
+
+    return measure
+
+
+@pytest.mark.parametrize(("floor", "max_removed"), [(0.8, 0.6), (0.0, 0.1)])
+def test_a_goal_beyond_the_most_removable_is_refused(
+    tmp_path, trained, monkeypatch, floor, max_removed
+):
+    monkeypatch.setattr(LatencyMeter, "measure_module", _params_latency(floor))
+    goal = LatencyGoal.parse("0.6x", max_removed=max_removed)
+    with pytest.raises(ConfigError, match="out of reach on cpu-torch-1t: with") as error:
+        prune_checkpoint(
+            trained,
+            tmp_path / "p.pt",
+            PruneConfig(0.5),
+            latency=goal,
+            target="cpu-torch-1t",
+            log=lambda _: None,
+        )
+    assert f"--max-removed {max_removed:g}" in str(error.value) and "\n" not in str(error.value)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_the_most_removable_bounds_a_reachable_goal(trained, monkeypatch):
+    monkeypatch.setattr(LatencyMeter, "measure_module", _params_latency(0.0))
+    model = model_from_checkpoint(load_checkpoint(trained, kind="model"))
+    config = PruneConfig(0.5)
+    removed, record = goal_module.goal_removal(
+        model, config, LatencyGoal.parse("0.8x"), HardwareTarget("t", "torch"), [], lambda _: None
+    )
+    original = goal_module.count_channels(goal_module.layout_of(model), config.scope)
+    assert 0 < removed <= 0.6 * original and record["max_removed"] == 0.6
+    assert abs(record["chosen"]["latency_ms"] / record["goal_ms"] - 1) <= 0.05
+    assert all(p["removed"] <= 0.6 * original for p in record["probes"])
 
 
 def test_nothing_removable_is_an_error():
@@ -171,6 +228,8 @@ def test_a_goal_at_or_above_the_parent_is_refused(tmp_path, trained, ort_target)
         (["--latency", "1.2x"], "strictly between 0 and 1"),
         (["--latency", "0.6x", "--ratio", "0.3"], "not allowed with argument"),
         (["--latency", "0.6x", "--target", "none"], "--latency needs a --target"),
+        (["--ratio", "0.3", "--max-removed", "0.5"], "--max-removed bounds a --latency goal"),
+        (["--latency", "0.6x", "--max-removed", "1.5"], "strictly between 0 and 1"),
         ([], "one of the arguments --latency --ratio is required"),
     ],
 )

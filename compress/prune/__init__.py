@@ -4,6 +4,7 @@ split/concat/shuffle dependencies)."""
 from compress._common import model_metrics
 from compress.prune._cost import layer_costs
 from compress.prune._goal import (
+    MAX_REMOVED,
     TOLERANCE,
     LatencyGoal,
     block_size,
@@ -32,6 +33,7 @@ from compress.prune._run import prune_checkpoint
 __all__ = [
     "ALLOCATIONS",
     "IMPORTANCES",
+    "MAX_REMOVED",
     "NEEDS_GRADIENTS",
     "SCOPES",
     "TOLERANCE",

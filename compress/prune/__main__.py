@@ -40,6 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--latency", help="latency to reach on --target: 0.6x (of the parent's) or 3ms"
     )
     goal.add_argument("--ratio", type=float, help="share of channels to remove, (0, 1)")
+    parser.add_argument(
+        "--max-removed",
+        type=float,
+        default=None,
+        help="with --latency: the most channels it may remove, a share (default 0.6); a "
+        "goal it cannot reach within that is refused",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--importance", default="group-norm", help="l1, group-norm or taylor")
     parser.add_argument(
@@ -91,11 +98,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.set_defaults(data=None)
     args = parser.parse_args(argv)
 
-    from compress.prune import LatencyGoal, PruneConfig, block_size, prune_checkpoint
+    from compress.prune import (
+        MAX_REMOVED,
+        LatencyGoal,
+        PruneConfig,
+        block_size,
+        prune_checkpoint,
+    )
     from nas.latency import load_target
 
     target = None if args.target == "none" else args.target
-    latency = None if args.latency is None else LatencyGoal.parse(args.latency)
+    if args.max_removed is not None and args.latency is None:
+        parser.error("--max-removed bounds a --latency goal: give one")
+    latency = None
+    if args.latency is not None:
+        latency = LatencyGoal.parse(
+            args.latency, MAX_REMOVED if args.max_removed is None else args.max_removed
+        )
     round_to = args.round_to
     if round_to is None:
         round_to = 1 if target is None else block_size(load_target(target))

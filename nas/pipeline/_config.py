@@ -69,6 +69,7 @@ class PruneStage:
     models: int = 2  # the best N front models by validation accuracy
     round_to: int | None = None
     allocate: str = "importance"
+    max_removed: float = 0.6  # the most channels a latency goal may remove (a share)
 
     def __post_init__(self) -> None:
         from compress.prune import ALLOCATIONS, LatencyGoal
@@ -83,7 +84,7 @@ class PruneStage:
                 "give prune.latency (e.g. 0.7x) too"
             )
         if self.latency is not None:
-            LatencyGoal.parse(self.latency)  # a bad goal fails now, not after the search
+            LatencyGoal.parse(self.latency, self.max_removed)  # fails now, not after the search
 
 
 @dataclass(frozen=True)

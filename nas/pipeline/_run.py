@@ -237,7 +237,7 @@ def _prune(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -
     p = config.prune
     if p is None:
         return False
-    goal = None if p.latency is None else LatencyGoal.parse(p.latency)
+    goal = None if p.latency is None else LatencyGoal.parse(p.latency, p.max_removed)
     round_to = p.round_to or block_size(load_target(config.target))
     did = False
     for row in _chosen(config, p.models):
