@@ -30,9 +30,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, add_targets_argument, measure_side_by_side, write_results
 
-from compress.prune import LatencyGoal, PruneConfig, block_size, prune_checkpoint
+from compress.prune import GoalOutOfReach, LatencyGoal, PruneConfig, block_size, prune_checkpoint
 from compress.quantize import quantize_checkpoint
-from nas import ConfigError, preset
+from nas import preset
 from nas.checkpoint import load_checkpoint, model_from_checkpoint
 from nas.data import load_data
 from nas.latency import LatencyMeter, Measurement, load_target
@@ -127,9 +127,7 @@ def main() -> None:
             round_to = args.round_to or (1 if goal is None else block_size(spec))
             try:
                 _prune_to(checkpoint, pruned, args, scale, goal, round_to, target_arg)
-            except ConfigError as error:
-                if goal is None or "out of reach" not in str(error):
-                    raise
+            except GoalOutOfReach as error:
                 refused.write_text(f"{error}\n")
                 out_of_reach[target_name] = str(error)
                 print(f"{target_name}: {error}")

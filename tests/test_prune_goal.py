@@ -10,7 +10,14 @@ import pytest
 
 import compress.prune._goal as goal_module
 import compress.prune._run as run_module
-from compress.prune import LatencyGoal, PruneConfig, block_size, prune_checkpoint, search_removal
+from compress.prune import (
+    GoalOutOfReach,
+    LatencyGoal,
+    PruneConfig,
+    block_size,
+    prune_checkpoint,
+    search_removal,
+)
 from nas import ConfigError
 from nas.checkpoint import load_checkpoint, model_from_checkpoint
 from nas.latency import HardwareTarget, LatencyCache, LatencyMeter
@@ -96,7 +103,7 @@ def test_a_goal_beyond_the_most_removable_is_refused(
 ):
     monkeypatch.setattr(LatencyMeter, "measure_module", _params_latency(floor))
     goal = LatencyGoal.parse("0.6x", max_removed=max_removed)
-    with pytest.raises(ConfigError, match="out of reach on cpu-torch-1t: with") as error:
+    with pytest.raises(GoalOutOfReach, match="out of reach on cpu-torch-1t: with") as error:
         prune_checkpoint(
             trained,
             tmp_path / "p.pt",

@@ -6,6 +6,7 @@ from compress.prune._cost import layer_costs
 from compress.prune._goal import (
     MAX_REMOVED,
     TOLERANCE,
+    GoalOutOfReach,
     LatencyGoal,
     block_size,
     goal_removal,
@@ -37,6 +38,7 @@ __all__ = [
     "NEEDS_GRADIENTS",
     "SCOPES",
     "TOLERANCE",
+    "GoalOutOfReach",
     "LatencyGoal",
     "Layer",
     "PruneConfig",

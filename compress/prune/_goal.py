@@ -53,6 +53,10 @@ MAX_REMOVED = 0.6
 _FACTOR = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*x\s*$")
 
 
+class GoalOutOfReach(ConfigError):
+    """A latency goal that pruning within ``max_removed`` did not reach on the target."""
+
+
 @dataclass(frozen=True)
 class LatencyGoal:
     """``value`` x the parent's latency (``relative``), or ``value`` milliseconds, to be
@@ -213,7 +217,7 @@ def goal_removal(
         log(f"latency goal {goal} on {target.name}: parent {parent_ms:.3f} ms, goal {goal_ms:.3f}")
         chosen, probes = search_removal(probe, goal_ms, removable)
     if chosen.latency_ms > goal_ms * (1.0 + TOLERANCE):
-        raise ConfigError(out_of_reach(goal, target.name, parent_ms, goal_ms, chosen, original))
+        raise GoalOutOfReach(out_of_reach(goal, target.name, parent_ms, goal_ms, chosen, original))
     return chosen.removed, {
         "goal": str(goal),
         "target": target.name,
@@ -234,7 +238,7 @@ def out_of_reach(
 ) -> str:
     """One line: the goal, what the most pruning allowed reached, and what to do instead."""
     factor = best.latency_ms / parent_ms
-    reachable = math.ceil(factor * 20 - 1e-9) / 20  # the next 0.05 step up
+    reachable = math.ceil(factor * 100 - 1e-9) / 100  # the next hundredth up
     ask = (
         f"ask for {reachable:g}x or more"
         if reachable < 1.0

@@ -1,5 +1,5 @@
-"""Run the whole toolkit from one YAML file: supernet training, search (with fine-tuning
-of the Pareto models), baselines, pruning, int8 quantization and the report.
+"""Run the whole toolkit from one YAML file: supernet training, search, final training
+of the Pareto models, baselines, pruning, int8 quantization and the report.
 
     python -m nas.pipeline --config examples/pipeline-embedded.yaml
 
