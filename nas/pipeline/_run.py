@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -27,6 +27,9 @@ from nas.models import load_network
 from nas.pipeline._config import PipelineConfig
 from nas.space import load_space
 from nas.train import FINAL, STATE, TrainConfig, fit_to_data, pick_device, train
+
+if TYPE_CHECKING:
+    from compress.prune import LatencyGoal
 
 STAGES = ("supernet", "search", "final", "baselines", "prune", "quantize", "report")
 RECORD = "pipeline.json"
@@ -232,7 +235,7 @@ def _chosen(config: PipelineConfig, count: int) -> list[dict[str, Any]]:
 
 
 def _prune(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -> bool:
-    from compress.prune import LatencyGoal, PruneConfig, block_size, prune_checkpoint
+    from compress.prune import GoalOutOfReach, LatencyGoal, block_size
 
     p = config.prune
     if p is None:
@@ -242,29 +245,51 @@ def _prune(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -
     did = False
     for row in _chosen(config, p.models):
         folder = config.run / "compress" / str(row["arch_hash"])
-        if (folder / "pruned.json").is_file():
+        refused = folder / "pruned.out-of-reach.txt"
+        if (folder / "pruned.json").is_file() or refused.is_file():
             continue
         share = f"to {goal} of its latency" if goal else f"{p.ratio:.0%} of channels"
         log(f"prune {row['arch_hash']}: {share}, {p.steps} step(s)")
-        prune_checkpoint(
-            config.run / str(row["checkpoint"]),
-            folder / "pruned.pt",
-            PruneConfig(
-                ratio=p.ratio, importance=p.importance, round_to=round_to, allocation=p.allocate
-            ),
-            latency=goal,
-            steps=p.steps,
-            finetune_epochs=p.finetune_epochs,
-            distill=p.distill,
-            data=config.data,
-            target=config.target,
-            seed=config.seed,
-            device=str(pick_device(config.device)),
-            progress=progress,
-            log=log,
-        )
+        try:
+            _prune_one(config, row, folder, goal, round_to, progress, log)
+        except GoalOutOfReach as error:  # the others may still reach it: go on without it
+            log(f"not pruned: {error}")
+            folder.mkdir(parents=True, exist_ok=True)
+            refused.write_text(f"{error}\n")
         did = True
     return did
+
+
+def _prune_one(
+    config: PipelineConfig,
+    row: dict[str, Any],
+    folder: Path,
+    goal: LatencyGoal | None,
+    round_to: int,
+    progress: bool,
+    log: Callable[[str], None],
+) -> None:
+    from compress.prune import PruneConfig, prune_checkpoint
+
+    p = config.prune
+    assert p is not None
+    prune_checkpoint(
+        config.run / str(row["checkpoint"]),
+        folder / "pruned.pt",
+        PruneConfig(
+            ratio=p.ratio, importance=p.importance, round_to=round_to, allocation=p.allocate
+        ),
+        latency=goal,
+        steps=p.steps,
+        finetune_epochs=p.finetune_epochs,
+        distill=p.distill,
+        data=config.data,
+        target=config.target,
+        seed=config.seed,
+        device=str(pick_device(config.device)),
+        progress=progress,
+        log=log,
+    )
 
 
 def _quantize(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -> bool:
