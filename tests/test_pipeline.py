@@ -138,20 +138,21 @@ def test_a_second_run_skips_finished_stages_and_redoes_missing_ones(pipeline_run
     assert status["quantize"] == "done" and status["report"] == "done"
     assert all(status[s].startswith("skipped") for s in ("supernet", "search", "baselines"))
 
-    # a latency goal out of reach within the channels it may remove (here 1%): that model
-    # is left unpruned with the reason on record, and the stages after it still run
+    # a latency goal out of reach (1 us: no net runs that fast on torch eager, however
+    # thin, whatever the noise): that model is left unpruned with the reason on record,
+    # and the stages after it still run
     (folder,) = [p.parent for p in (run / "compress").glob("*/pruned.json")]
     shutil.rmtree(folder / "pruned-int8", ignore_errors=True)
     for done in ("pruned.json", "pruned.pt", "pruned.not-faster.pt"):
         (folder / done).unlink(missing_ok=True)
     assert config.prune is not None
-    prune = dataclasses.replace(config.prune, latency="0.5x", max_removed=0.01)
+    prune = dataclasses.replace(config.prune, latency="1us", max_removed=0.2)
     (run / "pipeline.json").unlink()  # the record refuses other settings in its run folder
     record = run_pipeline(dataclasses.replace(config, prune=prune), **QUIET)
     status = {s: record["stages"][s]["status"] for s in STAGES}
     assert status["prune"] == "done" and status["report"] == "done"
     why = (folder / "pruned.out-of-reach.txt").read_text()
-    assert "--latency 0.5x is out of reach on fast-torch" in why and "--max-removed 0.01" in why
+    assert "--latency 0.001ms is out of reach on fast-torch" in why and "--max-removed 0.2" in why
     assert not (folder / "pruned.pt").exists()
     results = pd.read_csv(run / "report" / "results.csv")
     assert not results.role.isin(["pruned", "pruned+int8"]).any()
