@@ -48,8 +48,9 @@ def final_front(
     if remeasured or noisy:
         ctx.extra["front_remeasured"], ctx.extra["front_noisy"] = len(remeasured), len(noisy)
         ctx.log(
-            f"{len(remeasured)} of {len(entries)} front candidates were measured again (their "
-            f"passes disagreed); {len(noisy)} still disagree and are flagged noisy"
+            f"front candidates: {len(remeasured)} of {len(entries)} measured again (their "
+            f"passes disagreed), {len(noisy)} flagged noisy (passes that still disagree, or "
+            "a pass whose own runs varied beyond the target's cv)"
         )
     feasible = [e for e in entries if e.latency_ms <= o.latency_budget_ms]
     dropped = len(entries) - len(feasible)
