@@ -164,7 +164,10 @@ def test_budget_splits_the_space_and_infeasible_trials_stay_recorded(
     assert over, "expected some trials over the budget"
     assert all(t.number not in {b.number for b in study.best_trials} for t in over)
     assert summary["feasible_share"] < 1.0
-    assert "budget_warning" not in summary  # the budget cuts the space: nothing to warn of
+    if readings[0] < readings[1]:  # the budget cuts the space: nothing to warn of
+        assert "budget_warning" not in summary
+    else:  # a busy machine read the smallest arch slower than the largest: it says so
+        assert "no arch of the space fits" in summary["budget_warning"]
     assert list(summary["space_latency_ms"].values()) == pytest.approx(readings)
 
 
