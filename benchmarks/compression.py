@@ -24,13 +24,21 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, add_targets_argument, measure_side_by_side, write_results
 
-from compress.prune import GoalOutOfReach, LatencyGoal, PruneConfig, block_size, prune_checkpoint
+from compress.prune import (
+    LatencyGoal,
+    PruneConfig,
+    block_size,
+    prune_checkpoint,
+    recorded_refusal,
+    refusal_of,
+)
 from compress.quantize import quantize_checkpoint
 from nas import preset
 from nas.checkpoint import load_checkpoint, model_from_checkpoint
@@ -118,22 +126,20 @@ def main() -> None:
     out_of_reach: dict[str, str] = {}  # per target where compress.prune refused the goal
     for target_name, (target_arg, spec) in targets.items():
         pruned = work / ("pruned.pt" if goal is None else f"pruned-{target_name}.pt")
-        refused = pruned.with_suffix(".out-of-reach.txt")
-        if refused.exists():
-            out_of_reach[target_name] = refused.read_text().strip()
-            continue
-        if not pruned.with_suffix(".json").exists():
+        refused = recorded_refusal(pruned)
+        if refused is None and not pruned.with_suffix(".json").exists():
             started = time.time()
             round_to = args.round_to or (1 if goal is None else block_size(spec))
-            try:
-                _prune_to(checkpoint, pruned, args, scale, goal, round_to, target_arg)
-            except GoalOutOfReach as error:
-                refused.write_text(f"{error}\n")
-                out_of_reach[target_name] = str(error)
-                print(f"{target_name}: {error}")
-                continue
-            finally:
-                timings[f"prune_{target_name}_s"] = time.time() - started
+            refused = refusal_of(
+                partial(_prune_to, checkpoint, pruned, args, scale, goal, round_to, target_arg),
+                pruned,
+            )
+            timings[f"prune_{target_name}_s"] = time.time() - started
+            if refused:
+                print(f"{target_name}: {refused}")
+        if refused is not None:
+            out_of_reach[target_name] = refused
+            continue
         prune_reports[target_name] = json.loads(pruned.with_suffix(".json").read_text())
 
     quantized: dict[str, dict[str, Any]] = {}  # "<base|pruned>/<target>"

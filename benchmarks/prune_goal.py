@@ -37,6 +37,7 @@ import json
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +46,12 @@ from _common import RESULTS, measure_checkpoints, publish
 
 from compress.prune import (
     TOLERANCE,
-    GoalOutOfReach,
     LatencyGoal,
     PruneConfig,
     block_size,
     prune_checkpoint,
+    recorded_refusal,
+    refusal_of,
 )
 from nas.checkpoint import arch_of, load_checkpoint
 from nas.latency import load_target
@@ -110,20 +112,19 @@ def main() -> None:
         parents[arch.hash], names[arch.hash] = checkpoint, arch.short_name()
         for arm in arms:
             out = args.work / arch.hash / f"{arm}.pt"
-            refused = out.with_suffix(".out-of-reach.txt")
-            if refused.exists():
-                out_of_reach[f"{arch.hash} {arm}"] = refused.read_text().strip()
-                continue
-            if not out.with_suffix(".json").exists():
+            refused = recorded_refusal(out)
+            if refused is None and not out.with_suffix(".json").exists():
                 print(f"== {arch.short_name()} ({arch.hash}): {arm} allocation to {goal}")
                 out.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    _prune(checkpoint, out, args, arm, round_to, goal, finetune, settings)
-                except GoalOutOfReach as error:
-                    print(f"   {error}")
-                    refused.write_text(f"{error}\n")
-                    out_of_reach[f"{arch.hash} {arm}"] = str(error)
-                    continue
+                refused = refusal_of(
+                    partial(_prune, checkpoint, out, args, arm, round_to, goal, finetune, settings),
+                    out,
+                )
+                if refused:
+                    print(f"   {refused}")
+            if refused is not None:
+                out_of_reach[f"{arch.hash} {arm}"] = refused
+                continue
             reports[arch.hash, arm] = json.loads(out.with_suffix(".json").read_text())
 
     paths = {f"{h} parent": p for h, p in parents.items()}

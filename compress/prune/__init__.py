@@ -29,7 +29,7 @@ from compress.prune._prune import (
     register_importance,
     select,
 )
-from compress.prune._run import prune_checkpoint
+from compress.prune._run import prune_checkpoint, recorded_refusal, refusal_of
 
 __all__ = [
     "ALLOCATIONS",
@@ -56,6 +56,8 @@ __all__ = [
     "prune_checkpoint",
     "prune_once",
     "pruned_layout",
+    "recorded_refusal",
+    "refusal_of",
     "register_importance",
     "search_removal",
     "select",

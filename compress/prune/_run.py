@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from compress._common import load_source, model_metrics, train_batches
-from compress.prune._goal import TOLERANCE, LatencyGoal, goal_removal
+from compress.prune._goal import TOLERANCE, GoalOutOfReach, LatencyGoal, goal_removal
 from compress.prune._prune import PruneConfig, count_channels, layout_of, prune_once
 from nas import ConfigError
 from nas.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
@@ -21,6 +21,25 @@ from nas.io import write_json_atomic
 from nas.latency import LatencyMeter, load_target, measure_passes
 from nas.models import ShuffleNetV2
 from nas.train import FINAL, STATE, TrainConfig, recalibrate_bn, train
+
+
+def recorded_refusal(out: Path) -> str | None:
+    """The refusal :func:`refusal_of` recorded for pruning into ``out``, if any."""
+    record = out.with_suffix(".out-of-reach.txt")
+    return record.read_text().strip() if record.is_file() else None
+
+
+def refusal_of(prune: Callable[[], object], out: Path) -> str | None:
+    """Run ``prune`` (which writes ``out``). A latency goal it finds out of reach is
+    recorded beside ``out`` (``<out>.out-of-reach.txt``, so a resumed run does not measure
+    again: :func:`recorded_refusal`) and its line returned; ``None`` when it pruned."""
+    try:
+        prune()
+    except GoalOutOfReach as error:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".out-of-reach.txt").write_text(f"{error}\n")
+        return str(error)
+    return None
 
 
 def measure(paths: list[Path], target_name: str | None) -> list[dict[str, Any] | None]:

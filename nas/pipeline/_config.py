@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from compress.prune import ALLOCATIONS, MAX_REMOVED, LatencyGoal
 from nas._errors import ConfigError, NasError
 from nas._yaml import read_yaml_mapping
 from nas.data import DataSpec
@@ -69,11 +70,9 @@ class PruneStage:
     models: int = 2  # the best N front models by validation accuracy
     round_to: int | None = None
     allocate: str = "importance"
-    max_removed: float = 0.6  # the most channels a latency goal may remove (a share)
+    max_removed: float = MAX_REMOVED  # the most channels a latency goal may remove (a share)
 
     def __post_init__(self) -> None:
-        from compress.prune import ALLOCATIONS, LatencyGoal
-
         if self.allocate not in ALLOCATIONS:
             raise ConfigError(
                 f"prune.allocate {self.allocate!r}: choose {' or '.join(ALLOCATIONS)}"

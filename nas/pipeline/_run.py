@@ -12,6 +12,7 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -235,7 +236,7 @@ def _chosen(config: PipelineConfig, count: int) -> list[dict[str, Any]]:
 
 
 def _prune(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -> bool:
-    from compress.prune import GoalOutOfReach, LatencyGoal, block_size
+    from compress.prune import LatencyGoal, block_size, recorded_refusal, refusal_of
 
     p = config.prune
     if p is None:
@@ -244,18 +245,16 @@ def _prune(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -
     round_to = p.round_to or block_size(load_target(config.target))
     did = False
     for row in _chosen(config, p.models):
-        folder = config.run / "compress" / str(row["arch_hash"])
-        refused = folder / "pruned.out-of-reach.txt"
-        if (folder / "pruned.json").is_file() or refused.is_file():
+        pruned = config.run / "compress" / str(row["arch_hash"]) / "pruned.pt"
+        if pruned.with_suffix(".json").is_file() or recorded_refusal(pruned) is not None:
             continue
         share = f"to {goal} of its latency" if goal else f"{p.ratio:.0%} of channels"
         log(f"prune {row['arch_hash']}: {share}, {p.steps} step(s)")
-        try:
-            _prune_one(config, row, folder, goal, round_to, progress, log)
-        except GoalOutOfReach as error:  # the others may still reach it: go on without it
-            log(f"not pruned: {error}")
-            folder.mkdir(parents=True, exist_ok=True)
-            refused.write_text(f"{error}\n")
+        refused = refusal_of(
+            partial(_prune_one, config, row, pruned, goal, round_to, progress, log), pruned
+        )
+        if refused:  # the other models may still reach it: go on without this one
+            log(f"not pruned: {refused}")
         did = True
     return did
 
@@ -263,7 +262,7 @@ def _prune(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -
 def _prune_one(
     config: PipelineConfig,
     row: dict[str, Any],
-    folder: Path,
+    pruned: Path,
     goal: LatencyGoal | None,
     round_to: int,
     progress: bool,
@@ -275,7 +274,7 @@ def _prune_one(
     assert p is not None
     prune_checkpoint(
         config.run / str(row["checkpoint"]),
-        folder / "pruned.pt",
+        pruned,
         PruneConfig(
             ratio=p.ratio, importance=p.importance, round_to=round_to, allocation=p.allocate
         ),
