@@ -453,6 +453,24 @@ def test_latency_repeat_measures_quiet_then_busy(tmp_path):
         assert summary[f"busy_{way}_silently_off"] == sum(not r[f"busy_{way}_ok"] for r in rows)
 
 
+def test_latency_drift_reads_every_protocol_out_of_the_same_samples(tmp_path):
+    payload = _script(tmp_path, "latency_drift")
+    records, rows = payload["records"], payload["rows"]
+    assert len(records) == 3 and len(rows) == 6  # 3 archs x 2 targets
+    assert set(records[0]["probes"]) == {"python", "matmul", "cache", "memory"}
+    # each row's readouts recompute from its samples (3 samples, 1 apart: one triple)
+    for row, key in zip(rows, records[0]["subjects"], strict=True):
+        assert key.startswith(row["target"] + "|")
+        series = [r["subjects"][key] for r in records]
+        raw = [x["median"] for x in series]
+        assert row["raw_10min"] == pytest.approx(pass_spread(raw), abs=1e-4)
+        paired = [x["paired_subject"] / x["paired_reference"] for x in series]
+        assert row["paired_10min"] == pytest.approx(pass_spread(paired), abs=1e-4)
+        assert all(0 < x["min"] <= x["median"] for x in series)
+    fresh = [r for r in rows if r.get("fresh_10min") is not None]
+    assert len(fresh) == 1 and fresh[0]["fresh_over_raw"] > 0
+
+
 @pytest.mark.slow
 def test_prune_goal_compares_the_allocations_side_by_side(tmp_path, trained):
     target = tmp_path / "quick-ort.yaml"

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from nas.latency._cache import LatencyCache
     from nas.latency._meter import LatencyMeter, Measurement
     from nas.latency._predictor import LatencyPredictor, build_lut, default_lut_path
-    from nas.latency._stats import LatencyStats, run_protocol, summarize
+    from nas.latency._stats import LatencyStats, run_paired_protocol, run_protocol, summarize
     from nas.latency._validate import error_by_axis, kendall_tau, validate, write_report
 
 __getattr__, __dir__ = lazy_attributes(
@@ -44,7 +44,12 @@ __getattr__, __dir__ = lazy_attributes(
         "nas.latency._cache": ("LatencyCache",),
         "nas.latency._meter": ("LatencyMeter", "Measurement"),
         "nas.latency._predictor": ("LatencyPredictor", "build_lut", "default_lut_path"),
-        "nas.latency._stats": ("LatencyStats", "run_protocol", "summarize"),
+        "nas.latency._stats": (
+            "LatencyStats",
+            "run_paired_protocol",
+            "run_protocol",
+            "summarize",
+        ),
         "nas.latency._validate": ("error_by_axis", "kendall_tau", "validate", "write_report"),
     },
 )
@@ -75,6 +80,7 @@ __all__ = [
     "parse_latency",
     "pass_spread",
     "register_runtime",
+    "run_paired_protocol",
     "run_protocol",
     "shipped_targets",
     "side_by_side",

@@ -16,7 +16,7 @@ from typing import Any
 
 from nas.data import cache_root
 
-PROTOCOL_VERSION = 2  # bump when the measurement protocol changes meaning
+PROTOCOL_VERSION = 3  # bump when the measurement protocol changes meaning
 
 
 class LatencyCache:

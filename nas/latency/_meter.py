@@ -55,9 +55,10 @@ class LatencyMeter:
     Use as a context manager, or call :meth:`close`.
 
     Speed normalisation (``target.normalize``, on by default): shared and virtual machines
-    change speed by 10-20% within a minute. A reference model is timed in the measuring
-    process right before each subject (at most 1 s apart) and every latency is scaled to
-    the machine's calibrated speed; the raw median and the speed factor are kept in the
+    change speed within a fraction of a second (by half, while another tenant shares the
+    core). A reference model is timed in blocks alternating with the subject's runs
+    (:func:`~nas.latency._stats.run_paired_protocol`) and every latency is scaled to the
+    machine's calibrated speed; the raw median and the speed factor are kept in the
     statistics (``raw_median_ms``, ``speed``).
     """
 

@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import pickle
-import statistics
 import sys
 import time
 import traceback
@@ -58,42 +57,32 @@ def build(request: dict[str, Any], batch_size: int) -> tuple[nn.Module | Path, t
 
 
 class Reference:
-    """A fixed model (ShuffleNetV2 x0.5, 32 px) timed on the same runtime: the machine's
-    current speed. A new reading is taken when the last is older than ``max_age_s``; the
-    speed is the median of the readings of the last ``window_s`` seconds, which follows
-    the slow drift of a shared machine without passing on one reading's noise."""
+    """A fixed model (ShuffleNetV2 x0.5, 32 px) on the same runtime: the machine's speed.
 
-    def __init__(
-        self, backend: Any, batch_size: int, max_age_s: float = 1.0, window_s: float = 5.0
-    ) -> None:
+    Timed alone for the calibration, and in alternating blocks with every subject
+    (:func:`~nas.latency._stats.run_paired_protocol`), so that the two read the same
+    states of a machine whose speed changes within a second.
+    """
+
+    def __init__(self, backend: Any, batch_size: int) -> None:
         from nas.arch import preset
         from nas.models import ShuffleNetV2
 
         torch.manual_seed(0)
         model = ShuffleNetV2(preset("shufflenet_v2_x0_5_cifar"))
         self.time_once = backend.prepare(model, (batch_size, 3, 32, 32))
-        self.max_age_s, self.window_s = max_age_s, window_s
-        self.readings: list[tuple[float, float]] = []  # (time, median ms)
 
     def measure(self) -> float:
+        """The reference's median over 20 runs, alone (one calibration reading)."""
         from nas.latency._stats import run_protocol
 
         stats = run_protocol(self.time_once, warmup=3, repeats=20, max_cv=1.0, retries=0)
-        self.readings.append((time.monotonic(), stats.median_ms))
         return stats.median_ms
-
-    def recent(self) -> float:
-        now = time.monotonic()
-        if not self.readings or now - self.readings[-1][0] > self.max_age_s:
-            self.measure()
-            now = time.monotonic()
-        self.readings = [(t, v) for t, v in self.readings if now - t <= self.window_s]
-        return float(statistics.median(v for _, v in self.readings))
 
 
 def serve(conn: Connection, target_data: dict[str, Any], cores: list[int] | None) -> None:
     from nas.latency._runtimes import RUNTIMES
-    from nas.latency._stats import run_protocol
+    from nas.latency._stats import run_paired_protocol, run_protocol
     from nas.latency._target import HardwareTarget
 
     target = HardwareTarget.from_dict(target_data)
@@ -130,11 +119,12 @@ def serve(conn: Connection, target_data: dict[str, Any], cores: list[int] | None
                 )
                 continue
             time_once = backend.prepare(model, shape)
-            # the machine's speed, read right before the subject is timed
-            reference_ms = reference.recent() if reference is not None else None
-            stats = run_protocol(
-                time_once, target.warmup, target.repeats, target.max_cv, target.retries
-            )
+            protocol = (target.warmup, target.repeats, target.max_cv, target.retries)
+            reference_ms: float | None = None
+            if reference is None:
+                stats = run_protocol(time_once, *protocol)
+            else:  # the machine's speed, read in blocks alternating with the subject's
+                stats, reference_ms = run_paired_protocol(time_once, reference.time_once, *protocol)
             conn.send_bytes(
                 pickle.dumps({"ok": True, "stats": stats.to_dict(), "reference_ms": reference_ms})
             )
