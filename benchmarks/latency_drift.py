@@ -52,8 +52,7 @@ from _common import RESULTS, publish
 from latency_repeat import spread_archs
 
 from nas.arch import ArchConfig, preset
-from nas.latency import LatencyMeter, load_target, pass_spread, run_paired_protocol
-from nas.latency._runtimes import RUNTIMES
+from nas.latency import RUNTIMES, LatencyMeter, load_target, pass_spread, run_paired_protocol
 from nas.models import ShuffleNetV2, count_flops
 from nas.space import load_space
 
