@@ -3,11 +3,12 @@
     python benchmarks/latency_predictor.py --scale cpu
 
 For every target: measure every block of the default space and 32 archs end to end in 3
-passes (median per entry), fit the overhead, then measure 100 other random archs end to
-end (median of 3 passes) and compare. Goal from the issue: >= 95% of archs within ±10%
-and Kendall tau >= 0.9. Writes results/latency_predictor_<scale>.{json,md} and a scatter
-plot and CSV per target under results/latency_predictor/. Nothing else may run on the
-machine meanwhile: the measurements are the result.
+passes (`--build-passes`, default `--passes`; median per entry), fit the overhead, then
+measure 100 other random archs end to end (median of `--passes` passes) and compare. Goal
+from the issue: >= 95% of archs within ±10% and Kendall tau >= 0.9. Writes
+results/latency_predictor_<scale>.{json,md} and a scatter plot and CSV per target under
+results/latency_predictor/. Nothing else may run on the machine meanwhile: the
+measurements are the result.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, write_results
 
+from nas.env import machine_info
 from nas.latency import (
+    PROTOCOL_VERSION,
     LatencyMeter,
     build_lut,
     default_lut_path,
@@ -44,9 +47,17 @@ def main() -> None:
     parser.add_argument("--space", default="shufflenetv2_cifar")
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--passes", type=int, default=3)
+    parser.add_argument(
+        "--build-passes",
+        type=int,
+        default=None,
+        help="passes over the blocks and fit archs (default: --passes); validation "
+        "always takes --passes",
+    )
     parser.add_argument("--fit-samples", type=int, default=30)
     args = parser.parse_args()
     space = load_space(args.space)
+    build_passes = args.build_passes or args.passes
     rows, details = [], {}
     for name in args.targets:
         target = load_target(name)
@@ -57,7 +68,7 @@ def main() -> None:
                 space,
                 meter,
                 fit_samples=args.fit_samples,
-                passes=args.passes,
+                passes=build_passes,
                 progress=False,
             )
             predictor.save(default_lut_path(target, space))
@@ -84,8 +95,11 @@ def main() -> None:
                 "pass_spread_median_pct": float(frame.pass_spread_pct.median()),
                 **_steady(frame),
                 "passes": args.passes,
+                "build_passes": build_passes,
                 "build_minutes": built / 60,
                 "validate_minutes": (time.time() - started - built) / 60,
+                "measured": _provenance(time.strftime("%Y-%m-%d", time.gmtime())),
+                "protocol": PROTOCOL_VERSION,
             }
         )
         details[name] = {
@@ -104,6 +118,9 @@ def main() -> None:
         kept = [r for r in old["rows"] if r["target"] not in details]
         for r in kept:  # files written before the column existed
             r.setdefault("passes", old.get("passes", 3))
+            r.setdefault("build_passes", r["passes"])
+            r.setdefault("measured", _provenance(old["date"][:10], old["machine"]["cpu"]))
+            r.setdefault("protocol", 2)  # the column came with version 3
         rows = kept + rows
         details = {
             **{k: v for k, v in old.get("details", {}).items() if k not in details},
@@ -133,8 +150,11 @@ def main() -> None:
             "steady_within_10pct",
             "steady_kendall_tau",
             "passes",
+            "build_passes",
             "build_minutes",
             "validate_minutes",
+            "measured",
+            "protocol",
         ],
         notes=(
             f"Validation archs: {args.samples} random archs of {space.name} (seed 2000), "
@@ -147,6 +167,11 @@ def main() -> None:
             "results/latency_predictor/<target>/."
         ),
     )
+
+
+def _provenance(date: str, cpu: str | None = None) -> str:
+    """Where a row was measured: rows of earlier runs are kept beside new ones."""
+    return f"{date}, {cpu or machine_info()['cpu']}"
 
 
 def _steady(frame: Any) -> dict[str, float]:

@@ -29,7 +29,7 @@ from nas.latency._target import DEFAULT_TARGET, HardwareTarget, load_target, shi
 if TYPE_CHECKING:
     from nas.latency._backends import Backend
     from nas.latency._blocks import Block, arch_blocks, space_blocks
-    from nas.latency._cache import LatencyCache
+    from nas.latency._cache import PROTOCOL_VERSION, LatencyCache
     from nas.latency._meter import LatencyMeter, Measurement
     from nas.latency._predictor import LatencyPredictor, build_lut, default_lut_path
     from nas.latency._stats import LatencyStats, run_paired_protocol, run_protocol, summarize
@@ -41,7 +41,7 @@ __getattr__, __dir__ = lazy_attributes(
     {
         "nas.latency._backends": ("Backend",),
         "nas.latency._blocks": ("Block", "arch_blocks", "space_blocks"),
-        "nas.latency._cache": ("LatencyCache",),
+        "nas.latency._cache": ("LatencyCache", "PROTOCOL_VERSION"),
         "nas.latency._meter": ("LatencyMeter", "Measurement"),
         "nas.latency._predictor": ("LatencyPredictor", "build_lut", "default_lut_path"),
         "nas.latency._stats": (
@@ -57,6 +57,7 @@ __getattr__, __dir__ = lazy_attributes(
 __all__ = [
     "DEFAULT_TARGET",
     "MAX_PASS_SPREAD",
+    "PROTOCOL_VERSION",
     "RUNTIMES",
     "SIDE_BY_SIDE_ROUNDS",
     "Backend",
