@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import statistics
 import subprocess
@@ -114,6 +115,8 @@ def _check_baselines_and_search(chain):
     for row in search["rows"]:
         key = "x0.5" if "x0.5" in row["baseline"] else "x1.0"
         assert row["budget_ms"] == pytest.approx(budgets[key] * _tiny_budget_slack())
+        # the baseline before the searches over the same net in the comparison round
+        assert row["budget_vs_baseline"] == pytest.approx(budgets[key] / row["baseline_ms"])
         assert row["baseline_test_acc"] == rows[row["baseline"]]["test_acc"]
         assert row["gain_points"] == pytest.approx(
             100 * (row["pick_test_acc"] - row["baseline_test_acc"])
@@ -635,3 +638,39 @@ def test_supernet_step_speed_times_fresh_and_repeated_steps(tmp_path):
         assert all(t > 0 for t in row["fresh_ms"] + row["repeat_ms"])
     table = (tmp_path / "supernet_step_speed_cpu.md").read_text()
     assert "| fp32-nchw |" in table and "| bf16-cl |" in table
+
+
+def test_latency_contention_loads_the_other_core_and_reads_each_model_under_it(tmp_path):
+    payload = _script(tmp_path, "latency_contention")
+    rows = payload["rows"]
+    assert {r["target"] for r in rows} == {"probe", "cpu-torch-1t", "cpu-ort-1t"}
+    readings = payload["readings"]
+    for row in rows:
+        model = row["model"].removesuffix(" (reference)")
+        by_condition = readings[f"{row['target']}|{model}"]
+        quiet = statistics.median(raw for raw, _ in by_condition["quiet"])
+        assert len(by_condition["quiet"]) == 2 and len(by_condition["memory"]) == 1
+        for load in ("memory", "compute"):
+            raw = statistics.median(r for r, _ in by_condition[load])
+            assert row[f"{load}_raw"] == pytest.approx(raw / quiet - 1, abs=1e-4)
+        # a model built afresh each quiet round, except the reference itself
+        assert ("fresh" in by_condition) == (row["target"] != "probe" and model == row["model"])
+    settings = payload["settings"]
+    assert settings["load_core"] != settings["measuring_core"]
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores")
+def test_contention_load_generator_burns_the_core_it_names():
+    sys.path.insert(0, str(BENCH))
+    from latency_contention import load_generator
+
+    core = max(os.sched_getaffinity(0))
+    for kind in ("compute", "memory"):
+        process = load_generator(kind, core, 1.5)  # returns once the load runs
+        assert os.sched_getaffinity(process.pid) == {core}
+        _, status, usage = os.wait4(process.pid, 0)  # it ends by itself
+        process.returncode = os.waitstatus_to_exitcode(status)
+        assert process.returncode == 0
+        # busy in its loop, not asleep nor only faulting pages in: user time (0.3 s of its
+        # 1.5: xdist workers may share the core meanwhile)
+        assert usage.ru_utime > 0.3, kind
