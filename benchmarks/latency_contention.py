@@ -44,7 +44,9 @@ from nas.latency import RUNTIMES, load_target, run_paired_protocol
 from nas.models import ShuffleNetV2, count_flops
 from nas.space import load_space
 
-SETTINGS = {"cpu": (10, 3), "tiny": (1, 1)}  # archs, cycles of (quiet, memory, quiet, compute)
+# archs, cycles of (quiet, memory, quiet, compute), warm-up and timed runs per reading (the
+# meter's protocol at cpu: cpu-ort-1t and cpu-torch-1t take 20 and 60)
+SETTINGS = {"cpu": (10, 3, 20, 60), "tiny": (1, 1, 2, 8)}
 TARGETS = ("cpu-torch-1t", "cpu-ort-1t")
 REFERENCE = "shufflenet_v2_x0_5_cifar"
 CONDITIONS = ("quiet", "memory", "quiet", "compute")
@@ -102,7 +104,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--name", default="latency_contention", help="result file name")
     args = parser.parse_args()
-    count, cycles = SETTINGS[args.scale]
+    count, cycles, warmup, repeats = SETTINGS[args.scale]
     started = time.time()
     targets = [load_target(t) for t in TARGETS]
     core = (targets[0].pinned_cores() or [0])[0]
@@ -144,8 +146,8 @@ def main() -> None:
                         stats, ref_ms = run_paired_protocol(
                             timers[target.name, arch.short_name()],
                             ref,
-                            20,
-                            60,
+                            warmup,
+                            repeats,
                             max_cv=1.0,
                             retries=0,
                         )
@@ -157,7 +159,12 @@ def main() -> None:
                             # the same arch in a model or session built afresh: does its
                             # speed belong to the instance (memory placement)?
                             stats, ref_ms = run_paired_protocol(
-                                prepare(target.name, arch), ref, 20, 60, max_cv=1.0, retries=0
+                                prepare(target.name, arch),
+                                ref,
+                                warmup,
+                                repeats,
+                                max_cv=1.0,
+                                retries=0,
                             )
                             entry.setdefault("fresh", []).append(
                                 (stats.median_ms, stats.median_ms / ref_ms)
