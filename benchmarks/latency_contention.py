@@ -37,18 +37,17 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, publish
+from latency_drift import REFERENCE, TARGETS, arch_timer
 from latency_repeat import spread_archs
 
-from nas.arch import ArchConfig, preset
+from nas.arch import preset
 from nas.latency import RUNTIMES, load_target, run_paired_protocol
-from nas.models import ShuffleNetV2, count_flops
+from nas.models import count_flops
 from nas.space import load_space
 
 # archs, cycles of (quiet, memory, quiet, compute), warm-up and timed runs per reading (the
 # meter's protocol at cpu: cpu-ort-1t and cpu-torch-1t take 20 and 60)
 SETTINGS = {"cpu": (10, 3, 20, 60), "tiny": (1, 1, 2, 8)}
-TARGETS = ("cpu-torch-1t", "cpu-ort-1t")
-REFERENCE = "shufflenet_v2_x0_5_cifar"
 CONDITIONS = ("quiet", "memory", "quiet", "compute")
 # each load: its set-up, then the body of its loop (until the generator's deadline)
 LOADS = {
@@ -115,18 +114,19 @@ def main() -> None:
     torch.set_num_threads(1)
     archs = spread_archs(load_space(args.space), count)
     torch.manual_seed(0)
-    timers: dict[tuple[str, str], Callable[[], float]] = {}
     reference = preset(REFERENCE)
     backends = {t.name: RUNTIMES[t.runtime](t) for t in targets}
-
-    def prepare(target: str, arch: ArchConfig) -> Callable[[], float]:
-        shape = (1, arch.in_channels, arch.resolution, arch.resolution)
-        return backends[target].prepare(ShuffleNetV2(arch), shape)
-
-    for target in targets:
-        for arch in [reference, *archs]:
-            timers[target.name, arch.short_name()] = prepare(target.name, arch)
+    timers = {
+        (t.name, a.short_name()): arch_timer(backends[t.name], a)
+        for t in targets
+        for a in [reference, *archs]
+    }
     probes = _probes()
+
+    def reading(timer: Callable[[], float], ref: Callable[[], float]) -> tuple[float, float]:
+        """The subject's median (ms) and its ratio to the reference, blocks alternating."""
+        stats, ref_ms = run_paired_protocol(timer, ref, warmup, repeats, max_cv=1.0, retries=0)
+        return stats.median_ms, stats.median_ms / ref_ms
 
     # readings[(target, model)][condition] -> list of (raw ms, normalised ratio)
     readings: dict[tuple[str, str], dict[str, list[tuple[float, float]]]] = {}
@@ -138,37 +138,21 @@ def main() -> None:
             try:
                 for name, probe in probes.items():
                     ms = statistics.median(probe() for _ in range(9))
-                    readings.setdefault(("probe", name), {}).setdefault(condition, [])
-                    readings["probe", name][condition].append((ms, ms))
+                    readings.setdefault(("probe", name), {}).setdefault(condition, []).append(
+                        (ms, ms)
+                    )
                 for target in targets:
                     ref = timers[target.name, reference.short_name()]
                     for arch in [reference, *archs]:
-                        stats, ref_ms = run_paired_protocol(
-                            timers[target.name, arch.short_name()],
-                            ref,
-                            warmup,
-                            repeats,
-                            max_cv=1.0,
-                            retries=0,
-                        )
                         entry = readings.setdefault((target.name, arch.short_name()), {})
                         entry.setdefault(condition, []).append(
-                            (stats.median_ms, stats.median_ms / ref_ms)
+                            reading(timers[target.name, arch.short_name()], ref)
                         )
                         if condition == "quiet" and arch != reference:
                             # the same arch in a model or session built afresh: does its
                             # speed belong to the instance (memory placement)?
-                            stats, ref_ms = run_paired_protocol(
-                                prepare(target.name, arch),
-                                ref,
-                                warmup,
-                                repeats,
-                                max_cv=1.0,
-                                retries=0,
-                            )
-                            entry.setdefault("fresh", []).append(
-                                (stats.median_ms, stats.median_ms / ref_ms)
-                            )
+                            fresh = arch_timer(backends[target.name], arch)
+                            entry.setdefault("fresh", []).append(reading(fresh, ref))
             finally:
                 if load is not None:
                     load.kill()

@@ -52,7 +52,14 @@ from _common import RESULTS, publish
 from latency_repeat import spread_archs
 
 from nas.arch import ArchConfig, preset
-from nas.latency import RUNTIMES, LatencyMeter, load_target, pass_spread, run_paired_protocol
+from nas.latency import (
+    RUNTIMES,
+    Backend,
+    LatencyMeter,
+    load_target,
+    pass_spread,
+    run_paired_protocol,
+)
 from nas.models import ShuffleNetV2, count_flops
 from nas.space import load_space
 
@@ -96,6 +103,12 @@ def _probes() -> dict[str, Callable[[], Any]]:
         "cache": cache_copy,
         "memory": lambda: big_dst.copy_(big_src),
     }
+
+
+def arch_timer(backend: Backend, arch: ArchConfig) -> Callable[[], float]:
+    """One run of ``arch`` at batch 1 on ``backend``, in this process (seconds)."""
+    shape = (1, arch.in_channels, arch.resolution, arch.resolution)
+    return backend.prepare(ShuffleNetV2(arch), shape)
 
 
 def _timed(run: Callable[[], Any]) -> float:
@@ -233,8 +246,7 @@ def main() -> None:
     for target in targets:
         backend = RUNTIMES[target.runtime](target)
         for arch in [preset(REFERENCE), *archs]:
-            shape = (1, arch.in_channels, arch.resolution, arch.resolution)
-            timers[target.name, arch.hash] = backend.prepare(ShuffleNetV2(arch), shape)
+            timers[target.name, arch.hash] = arch_timer(backend, arch)
     reference_hash = preset(REFERENCE).hash
     probes = _probes()
     fresh_target = dataclasses.replace(targets[0], normalize=False)
