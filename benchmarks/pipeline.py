@@ -29,7 +29,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, SCALES, publish
 
-from nas.pipeline import STAGES, load_pipeline, run_pipeline
+from nas.pipeline import HEARTBEAT_S, STAGES, load_pipeline, run_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -136,19 +136,27 @@ def main() -> None:
             "stage": stage,
             "status": "done" if "finished" in info else info.get("status"),
             "wall_min": info.get("seconds", 0.0) / 60,
+            "killed_attempts": info.get("interrupted_attempts", 0),
         }
         for stage, info in record["stages"].items()
     ]
+    machines = sorted({m for info in record["stages"].values() for m in info.get("machines", [])})
     total = float(record["total_seconds"])
     goal = GOAL_S.get(args.scale)
     verdict = "–" if goal is None else "goal met" if total < goal else "goal missed"
-    rows.append({"stage": "total", "status": verdict, "wall_min": total / 60})
+    killed = sum(row["killed_attempts"] for row in rows)
+    rows.append(
+        {"stage": "total", "status": verdict, "wall_min": total / 60, "killed_attempts": killed}
+    )
     notes = (
         f"Config: {shown}"
         + (f"; goal: under {goal / 60:.0f} minutes. " if goal else ". ")
         + "Stage times from the run's pipeline.json: the wall time of each stage's work, "
-        "summed over resumed attempts (the time between attempts does not count)."
+        "summed over resumed attempts (the time between attempts does not count; a killed "
+        f"attempt counts up to its last heartbeat, at most {HEARTBEAT_S:.0f} s before it died: "
+        "`killed_attempts`)."
         + (" This run resumed an earlier one." if resumed else "")
+        + (f" Stages ran on several machines: {'; '.join(machines)}." if len(machines) > 1 else "")
         + (" Republished from a run that had already finished." if finished_before else "")
         + outcome_notes(run)
     )
@@ -161,10 +169,9 @@ def main() -> None:
         "record": json.loads(json.dumps(record, default=str)),
         "wall_s": time.time() - started,
         "total_s": total,
+        "machines": machines,
     }
-    publish(
-        "pipeline", args.scale, rows, extra, ["stage", "status", "wall_min"], notes, args.results
-    )
+    publish("pipeline", args.scale, rows, extra, list(rows[0]), notes, args.results)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ import dataclasses
 import json
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -297,3 +299,63 @@ def test_a_briefly_trained_reference_network_evaluates_like_it_trains(tmp_path):
         log=lambda _: None,
     )
     assert metrics["val_acc"] > 0.5 and metrics["test_acc"] > 0.5, metrics
+
+
+_CLOCKED = """
+import json, sys, time
+from functools import partial
+from pathlib import Path
+from nas.io import write_json_atomic
+from nas.pipeline._clock import timed_attempt
+
+path = Path(sys.argv[1])
+record = json.loads(path.read_text())
+entry = record["stages"].setdefault("supernet", {"seconds": 0.0})
+with timed_attempt(entry, partial(write_json_atomic, path, record), every=0.05):
+    print("running", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_stage_attempt_keeps_its_time_for_the_resume(tmp_path):
+    """kill -9 in the middle of a stage: the next attempt adds the dead one's seconds (up
+    to its last heartbeat) instead of losing them."""
+    from nas.pipeline._clock import timed_attempt
+
+    record_path = tmp_path / "pipeline.json"
+    record_path.write_text(json.dumps({"stages": {}}))
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CLOCKED, str(record_path)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == "running"
+    time.sleep(1.0)
+    child.kill()  # SIGKILL: no finally, no atexit
+    child.wait(timeout=30)
+    record = json.loads(record_path.read_text())
+    dead = record["stages"]["supernet"]["running_seconds"]
+    assert 0.7 <= dead <= 1.5  # within a heartbeat or two of the 1 s it ran
+    entry = record["stages"]["supernet"]
+    with timed_attempt(entry, lambda: None, every=60):
+        time.sleep(0.2)
+    assert entry["seconds"] == pytest.approx(dead)  # folded in once, at the resume
+    assert entry["interrupted_attempts"] == 1
+    assert entry["running_seconds"] == pytest.approx(0.2, abs=0.15)  # this attempt, kept apart
+    assert entry["machines"] and all(isinstance(m, str) for m in entry["machines"])
+
+
+def test_a_failed_stage_attempt_is_counted_by_the_next_one():
+    from nas.pipeline._clock import timed_attempt
+
+    entry: dict = {}
+    saved = []
+    with pytest.raises(KeyboardInterrupt), timed_attempt(entry, lambda: saved.append(1)):
+        time.sleep(0.1)
+        raise KeyboardInterrupt
+    assert entry["running_seconds"] >= 0.1 and len(saved) == 2  # at the start, at the end
+    first = entry["running_seconds"]
+    with timed_attempt(entry, lambda: None):
+        pass
+    assert entry["seconds"] == pytest.approx(first) and entry["interrupted_attempts"] == 1

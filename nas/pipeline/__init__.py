@@ -1,5 +1,6 @@
 """The end-to-end pipeline: ``python -m nas.pipeline --config pipeline.yaml``."""
 
+from nas.pipeline._clock import HEARTBEAT_S
 from nas.pipeline._config import (
     BaselineStage,
     PipelineConfig,
@@ -12,6 +13,7 @@ from nas.pipeline._config import (
 from nas.pipeline._run import STAGES, run_pipeline
 
 __all__ = [
+    "HEARTBEAT_S",
     "STAGES",
     "BaselineStage",
     "PipelineConfig",

@@ -25,6 +25,7 @@ from nas.env import machine_info
 from nas.io import write_json_atomic
 from nas.latency import load_target
 from nas.models import load_network
+from nas.pipeline._clock import timed_attempt
 from nas.pipeline._config import PipelineConfig
 from nas.space import load_space
 from nas.train import FINAL, STATE, TrainConfig, fit_to_data, pick_device, train
@@ -72,14 +73,15 @@ def run_pipeline(
         if name in left_out:
             record["stages"][name] = {"seconds": 0.0, "status": "left out (null in the config)"}
             continue
-        t0 = time.monotonic()
         log(f"== {name}")
-        ran = stage()
-        seconds = time.monotonic() - t0
         entry = record["stages"].setdefault(name, {"seconds": 0.0})
+        entry["status"] = "running"
+        with timed_attempt(entry, partial(_save_record, run, record)):
+            ran = stage()
+        attempt = entry.pop("running_seconds")
         entry["status"] = "done" if ran else "skipped (output exists)"
         if ran:
-            entry["seconds"] += seconds  # accumulated over resumed attempts
+            entry["seconds"] += attempt  # accumulated over resumed attempts
             entry["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         if not ran:
             log(f"{name}: skipped, its output is already in {run}")
