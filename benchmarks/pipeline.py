@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, SCALES, publish
 
 from nas.pipeline import HEARTBEAT_S, STAGES, load_pipeline, run_pipeline
+from reports import DELIVERED, dominance, format_dominance
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -108,6 +109,32 @@ def outcome_notes(run: Path) -> str:
     )
 
 
+def answer_notes(rows: list[dict[str, Any]]) -> str:
+    """The report's answer, from the outcome rows: each baseline against the best front
+    model no slower on each target, then against the front and its compressed forms."""
+    if not rows:
+        return ""
+    frame = pd.DataFrame(rows)
+    parts = []
+    for target, part in frame.groupby("target", sort=False):
+        for roles, label in (
+            (("front",), "the trained front"),
+            (DELIVERED, "the front and its pruned and int8 forms"),
+        ):
+            table = dominance(part, roles)
+            if table.empty or (roles == DELIVERED and not part["role"].isin(roles[1:]).any()):
+                continue
+            shown = format_dominance(table).to_markdown(index=False, disable_numparse=True)
+            parts.append(f"`{target}`, each baseline against {label}:\n\n{shown}")
+    if not parts:
+        return ""
+    return (
+        "\n\nThe answer (as the report computes it: among the models measured no slower than "
+        "a baseline, the one validation accuracy picks; the gain in test points):\n\n"
+        + "\n\n".join(parts)
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -159,6 +186,7 @@ def main() -> None:
         + (f" Stages ran on several machines: {'; '.join(machines)}." if len(machines) > 1 else "")
         + (" Republished from a run that had already finished." if finished_before else "")
         + outcome_notes(run)
+        + answer_notes(outcome_rows(run))
     )
     extra = {
         "run": str(run),

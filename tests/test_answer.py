@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from reports._answer import dominance, format_table, summary_line
+from reports._answer import DELIVERED, delivered_line, dominance, format_table, summary_line
 from reports._compression import compression_section
 
 
@@ -53,6 +53,26 @@ def test_ties_and_losses_are_called_what_they_are():
     assert table.loc["x1.0", "verdict"].startswith("a tie (+0.5 points")
     assert table.loc["mnv3", "verdict"].startswith("the baseline wins by 9.5 points")
     assert "beats 0 of 2" in summary_line(dominance(part), "t", "x")
+
+
+def test_the_delivered_view_counts_the_fronts_compressed_forms_and_nothing_else():
+    part = _table(
+        [
+            ("baseline", "x0.5", 0.68, 0.65, 0.42),
+            ("baseline", "x1.0", 0.75, 0.71, 1.33),
+            ("front", "a", 0.78, 0.75, 1.5),  # slower than every baseline on this runtime
+            ("pruned", "a pruned", 0.72, 0.69, 1.3),
+            ("int8", "a int8", 0.78, 0.75, 0.65),
+            ("pruned+int8", "a pruned+int8", 0.72, 0.686, 0.33),
+            ("baseline-int8", "x1.0 int8", 0.99, 0.99, 0.1),  # not a role that is delivered
+        ]
+    )
+    assert dominance(part)["front model"].isna().all()
+    table = dominance(part, DELIVERED).set_index("baseline")
+    assert table.loc["x0.5", "front model"] == "a pruned+int8"
+    assert table.loc["x1.0", "front model"] == "a int8"  # val 0.78 beats the pruned 0.72
+    assert table.loc["x1.0", "gain (points)"] == pytest.approx(4.0)
+    assert "beat 2 of 2 on `t`" in delivered_line(dominance(part, DELIVERED), "t")
 
 
 def test_a_compressed_model_no_faster_than_its_parent_says_so():

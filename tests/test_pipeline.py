@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -118,6 +119,11 @@ def test_pipeline_runs_every_stage_and_the_report_matches_the_run(pipeline_run):
     assert "(front models: final training, scratch, 1 epochs)" in text
     for target in ("fast-torch", "fast-ort"):
         assert f"**{target}: each baseline against the front**" in text
+    # ... and against what the run delivers: the front with its pruned and int8 forms
+    for target in ("fast-torch", "fast-ort"):
+        line = r"Counting the front's pruned and int8 forms, the models this run delivers "
+        assert re.search(line + rf"beat \d of \d on `{target}`\.", text)
+        assert f"**{target}: each baseline against the front and its pruned and int8" in text
     for heading in ("Search", "Targets compared", "FLOPs vs measured latency", "Compression"):
         assert f"## {heading}" in text
     summary = json.loads((run / "summary.json").read_text())
