@@ -38,6 +38,7 @@ class Scale:
     steps_per_epoch: int | None = None  # tiny (CI smoke) runs only
     device: str = "cpu"
     bn_batches: int = 4  # batches re-estimating a sub-net's BatchNorm before it is scored
+    score_batch: int = 256  # the batch of that re-estimation and of the scoring
     # search budget = a hand-designed net's measured latency times this; above 1 only where
     # the space's smallest arch is that net (tiny: x0.5), so that noise alone decides
     # whether any arch fits the x0.5 budget
@@ -81,6 +82,7 @@ SCALES = {
         0.05,
         steps_per_epoch=2,
         bn_batches=1,
+        score_batch=32,
         budget_slack=1.5,
     ),
 }

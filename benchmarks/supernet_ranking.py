@@ -277,7 +277,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for arch_hash, (source, arch) in chosen.items():
         net = figures[arch_hash]
-        estimate = subnet_accuracy(supernet, arch, data, bn_batches, device=device)
+        estimate = subnet_accuracy(supernet, arch, data, bn_batches, s.score_batch, device=device)
         rows.append(
             {
                 "arch": arch.short_name(),

@@ -203,7 +203,9 @@ def main() -> None:
         for ref in refs:
             arch = ref["arch"]
             if arch.hash not in kept:
-                kept[arch.hash] = subnet_accuracy(net, arch, data, s.bn_batches, device=s.device)
+                kept[arch.hash] = subnet_accuracy(
+                    net, arch, data, s.bn_batches, s.score_batch, device=s.device
+                )
                 write_json_atomic(out / SCORES, kept)
         estimates = [kept[r["arch"].hash]["acc"] for r in refs]
         standalone = [r["standalone_val_acc"] for r in refs]

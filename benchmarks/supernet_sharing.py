@@ -60,7 +60,8 @@ VARIANTS = {
 }
 # Sub-nets are scored twice, after BatchNorm recalibration on the scale's batches and on
 # this many: a cost that shrinks with more batches is the statistics', not the weights'.
-WIDE_BN_BATCHES = 32
+# (tiny, the CI smoke scale: 4, enough to exercise the second scoring)
+WIDE_BN_BATCHES = {"cpu": 32, "gpu": 32, "tiny": 4}
 
 
 def reference_values(space: SearchSpace) -> dict[str, Any]:
@@ -118,6 +119,7 @@ def _supernet_scores(
     recipe: TrainConfig,
     s: Scale,
     out: Path,
+    wide_bn: int,
 ) -> tuple[dict[str, Any], dict[int, dict[str, dict[str, float]]]]:
     """A supernet over ``sub`` (trained once) and its scores of ``archs``, by the number of
     batches that recalibrated BatchNorm."""
@@ -129,11 +131,13 @@ def _supernet_scores(
     payload = load_checkpoint(out / FINAL["supernet"], kind="supernet")
     net = supernet_from_checkpoint(payload)
     by_bn: dict[int, dict[str, dict[str, float]]] = {}
-    for bn in (s.bn_batches, WIDE_BN_BATCHES):
+    for bn in (s.bn_batches, wide_bn):
         scores = by_bn[bn] = _scores(out, bn)
         for arch_hash, arch in archs.items():
             if arch_hash not in scores:
-                scores[arch_hash] = subnet_accuracy(net, arch, data, bn, device=s.device)
+                scores[arch_hash] = subnet_accuracy(
+                    net, arch, data, bn, s.score_batch, device=s.device
+                )
                 _save_scores(out, bn, scores)
     return payload, by_bn
 
@@ -157,6 +161,7 @@ def main() -> None:
     data = _cifar.data_of(args.scale)
     space = _cifar.space_for(args.scale, data)
     recipe = s.supernet_recipe(epochs=EPOCHS[args.scale])
+    wide_bn = WIDE_BN_BATCHES[args.scale]
     reference = reference_values(space)
     rows: list[dict[str, Any]] = []
     own: dict[str, list[dict[str, Any]]] = {}
@@ -169,9 +174,9 @@ def main() -> None:
             payload, scores = _standalone(sub.max_arch, data, s, recipe.epochs, out)
             wide: list[float] | None = None
         else:
-            payload, by_bn = _supernet_scores(sub, archs, data, recipe, s, out)
+            payload, by_bn = _supernet_scores(sub, archs, data, recipe, s, out, wide_bn)
             scores = by_bn[s.bn_batches]
-            wide = [by_bn[WIDE_BN_BATCHES][h]["acc"] for h in archs]
+            wide = [by_bn[wide_bn][h]["acc"] for h in archs]
         last_epoch = json.loads((out / LOG).read_text().splitlines()[-1])
         accs = [scores[h]["acc"] for h in archs]
         mean = statistics.fmean(accs)
@@ -194,7 +199,7 @@ def main() -> None:
                 "mean_val_acc": mean,
                 "min_val_acc": min(accs),
                 "max_val_acc": max(accs),
-                f"mean_val_acc_bn{WIDE_BN_BATCHES}": statistics.fmean(wide) if wide else None,
+                f"mean_val_acc_bn{wide_bn}": statistics.fmean(wide) if wide else None,
                 "final_train_acc": last_epoch["train_acc"],
                 "train_s": payload["metrics"]["train_seconds"],
                 "own_ceiling_val_acc": own_ceiling,
@@ -211,8 +216,8 @@ def main() -> None:
     notes = (
         f"Each supernet: {recipe.epochs} epochs {recipe.strategy}, batch {recipe.batch_size}, lr "
         f"{recipe.lr}, seed {recipe.seed}; sub-nets scored after recalibrating BatchNorm on "
-        f"{s.bn_batches} training batches (`mean_val_acc_bn{WIDE_BN_BATCHES}`: the same sub-nets "
-        f"after recalibrating on {WIDE_BN_BATCHES}). One arch: the reference trained alone as a "
+        f"{s.bn_batches} training batches of {s.score_batch} (`mean_val_acc_bn{wide_bn}`: the same "
+        f"sub-nets after recalibrating on {wide_bn}). One arch: the reference trained alone as a "
         f"standalone ShuffleNetV2 (its own init, lr {s.lr}, no clipping, same epochs). "
         "`cost_points`: mean validation accuracy below "
         "the reference trained alone; `own_cost_points` (variants given to --own-ceiling): "

@@ -336,6 +336,22 @@ def test_speed_is_calibrated_once_and_applied(cache):
         assert again._nominal() == nominal and again._process is None
 
 
+def test_a_meter_that_caches_no_measurement_still_keeps_the_calibration(tmp_path, monkeypatch):
+    """Fresh side-by-side readings (``cache=False``) are still read at the machine's one
+    calibrated speed: the second meter reuses the first one's calibration."""
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path))
+    target = HardwareTarget("calibrated-fresh", "torch", warmup=1, repeats=3, normalize=True)
+    arch = preset("shufflenet_v2_x0_5_cifar")
+    with LatencyMeter(target, cache=False) as meter:
+        assert not meter.measure_arch(arch).cached
+        nominal = meter._nominal()
+    stored = LatencyCache()  # the default cache, under $NAS_CACHE_DIR
+    assert stored.path.parent == tmp_path and len(stored) == 0  # no measurement kept
+    with LatencyMeter(target, cache=False) as again:
+        assert again._nominal() == nominal and again._process is None
+        assert not again.measure_arch(arch).cached
+
+
 def test_measuring_process_is_separate_and_pinned(tmp_path):
     cores = sorted(os.sched_getaffinity(0))[-1:]
     target = HardwareTarget("pinned", "torch", threads=1, warmup=1, repeats=3, cores=cores)

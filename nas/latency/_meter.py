@@ -51,7 +51,8 @@ class LatencyMeter:
     """Measures on one :class:`HardwareTarget` in a separate, pinned process.
 
     The process starts on the first measurement that is not cached and serves every later
-    one (no re-import per model). Results are cached persistently (see ``LatencyCache``).
+    one (no re-import per model). Results are cached persistently (see ``LatencyCache``);
+    with ``cache=False`` only the machine's speed calibration is.
     Use as a context manager, or call :meth:`close`.
 
     Speed normalisation (``target.normalize``, on by default): shared and virtual machines
@@ -73,6 +74,10 @@ class LatencyMeter:
         self.cache = (
             cache if isinstance(cache, LatencyCache) else (LatencyCache() if cache else None)
         )
+        # the machine's calibrated speed is kept even when measurements are not
+        # (``cache=False``: fresh side-by-side readings): one nominal per target, machine
+        # and library versions, so every meter on this machine reads at the same speed
+        self._calibrations = self.cache
         self.environment = RUNTIMES[target.runtime].environment(target)
         self.timeout_s = timeout_s
         self._process: Any = None
@@ -227,12 +232,12 @@ class LatencyMeter:
         """
         if self._nominal_ms is None:
             key = LatencyCache.key("calibration", self.target.hash, self.environment)
-            stored = self.cache.nominal(key) if self.cache is not None else None
+            if self._calibrations is None:
+                self._calibrations = LatencyCache()
+            stored = self._calibrations.nominal(key)
             if stored is None:
                 rounds = self._ask({"kind": "calibrate", "rounds": 9, "gap_s": 0.3})["rounds"]
-                stored = min(rounds)
-                if self.cache is not None:
-                    stored = self.cache.set_nominal(key, self.target.name, stored, rounds)
+                stored = self._calibrations.set_nominal(key, self.target.name, min(rounds), rounds)
             self._nominal_ms = stored
         return self._nominal_ms
 
