@@ -76,7 +76,7 @@ SCALES = {
         DataSpec(str(SHARED_CIFAR10), val_per_class=500), 30, 256, 0.2, device="cuda", bn_batches=8
     ),
     "tiny": Scale(
-        DataSpec("embedded", train_per_class=40, val_per_class=10),
+        DataSpec("embedded", train_per_class=40, val_per_class=10, test_per_class=20),
         1,
         32,
         0.05,

@@ -54,6 +54,19 @@ def test_train_per_class_takes_first_files_and_validates_on_others(tmp_path):
     assert len(image_ids(data.val.images) & set(range(4, 10))) == 3
 
 
+def test_test_per_class_reports_on_the_first_test_files_and_trains_on_the_same(tmp_path):
+    root = make_image_folder(tmp_path / "d", classes=2, train=10, test=4)
+    full = load_data(DataSpec(str(root), val_per_class=3))
+    data = load_data(DataSpec(str(root), val_per_class=3, test_per_class=2))
+    # ids per class in file order: train 0..9, test 10..13; class 1 from 14
+    assert image_ids(full.test.images) == {10, 11, 12, 13, 24, 25, 26, 27}
+    assert image_ids(data.test.images) == {10, 11, 24, 25}
+    assert image_ids(data.train.images) == image_ids(full.train.images)  # only test shrinks
+    assert image_ids(data.val.images) == image_ids(full.val.images)
+    with pytest.raises(DataError, match="test_per_class must be >= 1"):
+        DataSpec(str(root), test_per_class=0)
+
+
 def test_grayscale_kept_or_expanded(tmp_path):
     root = make_image_folder(tmp_path / "g", classes=2, mode="L")
     gray = load_data(str(root))

@@ -322,7 +322,8 @@ def test_normalized_stats_scale_times_not_spread():
     assert slow.raw_median_ms == stats.median_ms and slow.speed == 1.25
 
 
-def test_speed_is_calibrated_once_and_applied(cache):
+def test_speed_is_calibrated_once_and_applied(cache, tmp_path, monkeypatch):
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path / "machine"))
     target = HardwareTarget("calibrated", "torch", warmup=2, repeats=10, normalize=True)
     arch = preset("shufflenet_v2_x0_5_cifar")
     with LatencyMeter(target, cache=cache) as meter:
@@ -334,6 +335,12 @@ def test_speed_is_calibrated_once_and_applied(cache):
     assert result.median_ms == pytest.approx(result.raw_median_ms / result.speed)
     with LatencyMeter(target, cache=cache) as again:  # the calibration is kept
         assert again._nominal() == nominal and again._process is None
+    # in the machine's store, not the measurements' cache: a meter on another cache (a
+    # run's own, or a test's) reads at the same speed without calibrating again
+    key = LatencyCache.key("calibration", target.hash, meter.environment)
+    assert cache.nominal(key) is None and LatencyCache().nominal(key) == nominal
+    with LatencyMeter(target, cache=LatencyCache(tmp_path / "other.sqlite")) as elsewhere:
+        assert elsewhere._nominal() == nominal and elsewhere._process is None
 
 
 def test_a_meter_that_caches_no_measurement_still_keeps_the_calibration(tmp_path, monkeypatch):

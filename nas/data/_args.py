@@ -14,6 +14,7 @@ HELP = {
     "val_fraction": "share of training images held out for validation",
     "val_per_class": "validation images per class (instead of --val-fraction)",
     "train_per_class": "train on the first N images per class (by file name)",
+    "test_per_class": "report test accuracy on the first N test images per class (smoke runs)",
     "test_fraction": "share held out for test, for sources without a test split",
     "split_seed": "seed of the validation (and test) split",
     "channels": "convert images to 1 (gray) or 3 channels; default: as stored",

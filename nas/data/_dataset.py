@@ -22,13 +22,15 @@ class DataSpec(Record):
     The validation split is carved from the training images per class with a fixed seed;
     search and tuning use it. The test split is only for final reporting. With
     ``train_per_class`` only the first N training images per class (by file name) are
-    trained on and validation is drawn from the others.
+    trained on and validation is drawn from the others. ``test_per_class`` reports test
+    accuracy on the first N test images per class (smoke runs; the full split otherwise).
     """
 
     source: str = "embedded"
     val_fraction: float = 0.1
     val_per_class: int | None = None
     train_per_class: int | None = None
+    test_per_class: int | None = None
     test_fraction: float = 0.1  # only for sources without a test split
     split_seed: int = 0
     channels: int | None = None  # None: as stored; 1 or 3 converts (gray <-> RGB)
@@ -39,7 +41,7 @@ class DataSpec(Record):
             raise DataError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if not 0.0 < self.test_fraction < 1.0:
             raise DataError(f"test_fraction must be in (0, 1), got {self.test_fraction}")
-        for name in ("val_per_class", "train_per_class", "image_size"):
+        for name in ("val_per_class", "train_per_class", "test_per_class", "image_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise DataError(f"{name} must be >= 1, got {value}")
@@ -137,6 +139,11 @@ def _train_test(
         raise DataError("the data source has no training images (train/<class>/...)")
     if not len(test):
         raise DataError("the data source has no test images (test/<class>/...)")
+    if spec.test_per_class is not None:  # the first N per class, in file-name order
+        n = spec.test_per_class
+        test = np.sort(
+            np.concatenate([test[labels[test] == c][:n] for c in np.unique(labels[test])])
+        )
     return train, test
 
 

@@ -52,7 +52,7 @@ class LatencyMeter:
 
     The process starts on the first measurement that is not cached and serves every later
     one (no re-import per model). Results are cached persistently (see ``LatencyCache``);
-    with ``cache=False`` only the machine's speed calibration is.
+    the machine's speed calibration always is, in the default cache.
     Use as a context manager, or call :meth:`close`.
 
     Speed normalisation (``target.normalize``, on by default): shared and virtual machines
@@ -74,10 +74,11 @@ class LatencyMeter:
         self.cache = (
             cache if isinstance(cache, LatencyCache) else (LatencyCache() if cache else None)
         )
-        # the machine's calibrated speed is kept even when measurements are not
+        # the machine's calibrated speed is a fact of the machine, kept in its own store
+        # (the default cache) whichever cache holds the measurements, or none
         # (``cache=False``: fresh side-by-side readings): one nominal per target, machine
         # and library versions, so every meter on this machine reads at the same speed
-        self._calibrations = self.cache
+        self._calibrations: LatencyCache | None = None
         self.environment = RUNTIMES[target.runtime].environment(target)
         self.timeout_s = timeout_s
         self._process: Any = None
@@ -227,8 +228,9 @@ class LatencyMeter:
         """The reference model's time at the machine's calibrated speed.
 
         Calibrated once per target, machine and library versions: the fastest of several
-        spaced readings (the least disturbed state), stored in the cache so every later
-        measurement on this machine is expressed at the same speed.
+        spaced readings (the least disturbed state), stored in the machine's default cache
+        (whichever cache the meter's measurements use) so every later measurement on this
+        machine is expressed at the same speed.
         """
         if self._nominal_ms is None:
             key = LatencyCache.key("calibration", self.target.hash, self.environment)
