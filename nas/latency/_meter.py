@@ -74,11 +74,6 @@ class LatencyMeter:
         self.cache = (
             cache if isinstance(cache, LatencyCache) else (LatencyCache() if cache else None)
         )
-        # the machine's calibrated speed is a fact of the machine, kept in its own store
-        # (the default cache) whichever cache holds the measurements, or none
-        # (``cache=False``: fresh side-by-side readings): one nominal per target, machine
-        # and library versions, so every meter on this machine reads at the same speed
-        self._calibrations: LatencyCache | None = None
         self.environment = RUNTIMES[target.runtime].environment(target)
         self.timeout_s = timeout_s
         self._process: Any = None
@@ -234,12 +229,13 @@ class LatencyMeter:
         """
         if self._nominal_ms is None:
             key = LatencyCache.key("calibration", self.target.hash, self.environment)
-            if self._calibrations is None:
-                self._calibrations = LatencyCache()
-            stored = self._calibrations.nominal(key)
+            # a fact of the machine: its own store, whichever cache (or none, with
+            # ``cache=False``) holds the measurements
+            machine = LatencyCache()
+            stored = machine.nominal(key)
             if stored is None:
                 rounds = self._ask({"kind": "calibrate", "rounds": 9, "gap_s": 0.3})["rounds"]
-                stored = self._calibrations.set_nominal(key, self.target.name, min(rounds), rounds)
+                stored = machine.set_nominal(key, self.target.name, min(rounds), rounds)
             self._nominal_ms = stored
         return self._nominal_ms
 
