@@ -38,7 +38,12 @@ def _config(root: Path) -> dict:
     return {
         "name": "tiny-pipeline",
         "run": str(root / "run"),
-        "data": {"source": "embedded", "train_per_class": 40, "val_per_class": 10},
+        "data": {
+            "source": "embedded",
+            "train_per_class": 40,
+            "val_per_class": 10,
+            "test_per_class": 20,
+        },
         "space": str(TINY_SPACE),
         "target": str(torch_target),
         "supernet": {"epochs": 1, "steps_per_epoch": 3, "batch_size": 32},
