@@ -199,6 +199,21 @@ def chosen(run: Path) -> tuple[ArchConfig, dict[str, Any]]:
     return arch, json.loads(best.to_json())  # plain Python values
 
 
+def shortlist(run: Path, budget_ms: float, size: int) -> list[tuple[ArchConfig, float]]:
+    """The search's pick (:func:`chosen`), then the archs with the next best supernet
+    estimates among those its trials measured within ``budget_ms``: ``size`` archs at most.
+    The estimate on 1,000 validation images is about as much noise as signal among archs of
+    the space (supernet_ranking's split-half check), so the best estimate alone is close to
+    a draw; a shortlist retrained and chosen by validation accuracy is what SPOS does."""
+    pick, row = chosen(run)
+    rest = trials(run)
+    rest = rest[(rest["latency_ms"] <= budget_ms) & (rest["arch_hash"] != pick.hash)]
+    rest = rest.sort_values(["val_acc", "latency_ms"], ascending=[False, True])
+    rest = rest.drop_duplicates("arch_hash").iloc[: size - 1]
+    runners_up = zip(rest["arch"], rest["val_acc"].astype(float), strict=True)
+    return [(pick, float(row["val_acc"])), *runners_up]
+
+
 def trials(run: Path) -> pd.DataFrame:
     """Every evaluated arch of a search (arch hash, val acc, latency if measured, FLOPs)."""
     return collect(run).trials

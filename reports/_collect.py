@@ -61,7 +61,7 @@ class RunData:
     summary: dict[str, Any]
     front: pd.DataFrame
     models: list[ModelEntry]
-    trials: pd.DataFrame  # every completed trial: arch hash, val_acc, latency_ms, flops
+    trials: pd.DataFrame  # every completed trial: arch hash, val_acc, latency_ms, flops, arch
     notes: list[str]
 
 
@@ -222,7 +222,7 @@ def _trials(run_dir: Path, summary: dict[str, Any]) -> tuple[pd.DataFrame, str |
     """Every completed trial of the study (for FLOPs vs latency), when it can be opened."""
     import optuna
 
-    columns = ["trial", "arch_hash", "val_acc", "latency_ms", "flops", "params"]
+    columns = ["trial", "arch_hash", "val_acc", "latency_ms", "flops", "params", "arch"]
     storage = summary.get("storage", "")
     if not str(storage).startswith("sqlite"):
         storage = f"sqlite:///{run_dir / 'study.db'}"
@@ -247,6 +247,7 @@ def _trials(run_dir: Path, summary: dict[str, Any]) -> tuple[pd.DataFrame, str |
                 "latency_ms": a.get("latency_ms"),
                 "flops": a.get("flops"),
                 "params": a.get("params"),
+                "arch": arch,
             }
         )
     return pd.DataFrame(rows, columns=columns), None

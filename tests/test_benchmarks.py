@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import pytest
 import yaml
 
@@ -125,6 +126,16 @@ def _check_baselines_and_search(chain):
         # the pick was retrained from scratch unless it is the baseline's own arch
         retrained = root / "search" / "retrain" / row["pick_hash"] / "model.pt"
         assert retrained.exists() == (row["pick_source"] == "retrained")
+        # ... and is the shortlisted arch with the best validation accuracy, the supernet's
+        # own pick first in the shortlist
+        case = f"{target.stem}-{key}-measured"
+        shortlist = search["shortlists"][case]
+        front = pd.read_csv(root / "search" / "searches" / case / "pareto.csv")
+        assert shortlist[0]["supernet_val_acc"] == front["val_acc"].max()
+        assert len({s["arch_hash"] for s in shortlist}) == len(shortlist) <= 3
+        chosen = shortlist[row["pick_rank"] - 1]
+        assert chosen["arch_hash"] == row["pick_hash"]
+        assert chosen["val_acc"] == row["pick_val_acc"] == max(s["val_acc"] for s in shortlist)
     # every study started from the hand-designed net at its budget, then the smallest arch
     space = load_space(BENCH / "spaces" / "shufflenetv2_cifar_tiny.yaml")
     for key, name in (("x0.5", "shufflenet_v2_x0_5_cifar"), ("x1.0", "shufflenet_v2_x1_0_cifar")):
@@ -355,7 +366,12 @@ def test_pipeline_benchmark_times_every_stage(tmp_path):
         yaml.safe_dump(
             {
                 "name": "small",
-                "data": {"source": "embedded", "train_per_class": 40, "val_per_class": 10},
+                "data": {
+                    "source": "embedded",
+                    "train_per_class": 40,
+                    "val_per_class": 10,
+                    "test_per_class": 20,
+                },
                 "space": str(TINY_SPACE),
                 "target": str(target),
                 "supernet": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32},
