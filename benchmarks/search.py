@@ -176,7 +176,7 @@ def main() -> None:
         f"({s.epochs} epochs, batch {s.batch_size}, lr {s.lr}); pick: the shortlisted arch "
         "with the best validation accuracy after retraining (pick_rank: its place in the "
         "shortlist; shortlist_*: every shortlisted arch in that order, test accuracy shown, "
-        "not used). Latency: batch 1, median over {args.rounds} "
+        f"not used). Latency: batch 1, median over {args.rounds} "
         "rounds, nets alternating within a round, after all training; latency_ratio: pick / "
         "baseline within a round, median over rounds. gain_points: test accuracy "
         "difference (points); goal: >= +1 at a latency ratio <= 1. budget_vs_baseline: "
