@@ -19,6 +19,7 @@ from typing import Any
 from _common import SCALES
 
 from nas.arch import ArchConfig
+from nas.data import DataSpec
 from nas.env import machine_info
 from nas.io import write_json_atomic
 from nas.models import count_flops
@@ -63,12 +64,15 @@ def _read(results: Path, scale: str) -> dict[str, Any]:
 
 
 def lookup(results: Path, scale: str) -> dict[str, dict[str, Any]]:
-    """Recorded nets trained with the current recipe of ``scale``, by arch hash."""
+    """Recorded nets trained with the current recipe of ``scale``, by arch hash. A data
+    field added to ``DataSpec`` after a net was recorded reads as its default there (the
+    field did not exist, so the net was trained as the default does)."""
     current = recipe_of(scale)
+    defaults = json.loads(json.dumps(dataclasses.asdict(DataSpec())))
     return {
         net["arch_hash"]: net
         for net in _read(results, scale)["nets"]
-        if net["trained_with"] == current
+        if {**net["trained_with"], "data": {**defaults, **net["trained_with"]["data"]}} == current
     }
 
 

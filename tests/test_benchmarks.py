@@ -95,6 +95,8 @@ def _chain(root: Path):
         root / "base",
         "--trials",
         2,
+        "--shortlist",
+        2,
         *common,
     )
     return root, target, baselines, search
@@ -132,7 +134,7 @@ def _check_baselines_and_search(chain):
         shortlist = search["shortlists"][case]
         front = pd.read_csv(root / "search" / "searches" / case / "pareto.csv")
         assert shortlist[0]["supernet_val_acc"] == front["val_acc"].max()
-        assert len({s["arch_hash"] for s in shortlist}) == len(shortlist) <= 3
+        assert len({s["arch_hash"] for s in shortlist}) == len(shortlist) <= 2
         chosen = shortlist[row["pick_rank"] - 1]
         assert chosen["arch_hash"] == row["pick_hash"]
         assert chosen["val_acc"] == row["pick_val_acc"] == max(s["val_acc"] for s in shortlist)
@@ -209,6 +211,17 @@ def _check_flops_proxy_and_ranking(chain):
             assert row["standalone_test_acc"] == tested[row["source"]]
     # tau is the one of these rows (NaN when every accuracy ties after a few steps)
     estimates = [r["supernet_val_acc"] for r in rows]
+    # the split-half check: two halves of equal size whose mean is the estimate, and the
+    # noise figures are the ones of these halves
+    for row in rows:
+        assert row["supernet_val_acc"] == pytest.approx(
+            (row["supernet_half_a"] + row["supernet_half_b"]) / 2
+        )
+    diffs = [r["supernet_half_a"] - r["supernet_half_b"] for r in rows]
+    assert ranking["noise_var"] == pytest.approx(statistics.variance(diffs) / 4)
+    assert ranking["between_var"] == pytest.approx(
+        max(0.0, statistics.variance(estimates) - ranking["noise_var"])
+    )
     assert _same(
         ranking["kendall_tau"], kendall_tau(estimates, [r["standalone_val_acc"] for r in rows])
     )
@@ -605,6 +618,12 @@ def test_standalone_figures_are_reused_only_with_their_own_recipe(tmp_path):
     assert bank[x10.hash]["val_acc"] == 0.5 and bank[x05.hash]["source"] == "b"
     # the cpu bank's only net was trained with another recipe: not reused
     assert _standalone.lookup(tmp_path, "cpu") == {}
+    # a net recorded before a data field existed (with its default) is still reused
+    path = _standalone.bank_path(tmp_path, "tiny")
+    older = json.loads(path.read_text())
+    del older["nets"][0]["trained_with"]["data"]["channels"]
+    path.write_text(json.dumps(older))
+    assert set(_standalone.lookup(tmp_path, "tiny")) == {x05.hash, x10.hash}
     # recording again replaces, and the file lists nets by FLOPs
     _standalone.record(tmp_path, "tiny", x10, {"val_acc": 0.6, "test_acc": 0.5}, "a")
     nets = json.loads(_standalone.bank_path(tmp_path, "tiny").read_text())["nets"]
