@@ -5,7 +5,9 @@
 For ``--archs`` archs (default 20), the supernet's estimate (validation accuracy of the
 extracted sub-net after BatchNorm recalibration, as the search scores it) is compared
 with the validation accuracy of the same arch trained from scratch with the benchmark
-recipe: Kendall tau over the archs, and each estimate as a fraction of the standalone
+recipe: Kendall tau over the archs, how much of the estimates' spread is validation sampling
+noise (the two halves of the validation split scored separately), and each estimate as a
+fraction of the standalone
 accuracy (the issue's goal: >= 90% for a supernet whose training costs <= 3x training
 x1.0 alone). That cost is measured side by side here, not read from the two trainings'
 logs (which ran at other times, on other loads): ``--cost-rounds`` interleaved rounds of
@@ -35,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -46,11 +49,11 @@ from baselines import MODELS, train_baselines
 from nas import ConfigError, preset
 from nas.arch import ArchConfig
 from nas.checkpoint import load_checkpoint, supernet_from_checkpoint
-from nas.data import DataSplits
+from nas.data import DataSplits, Split
 from nas.latency import kendall_tau
 from nas.models import count_flops
 from nas.space import SearchSpace
-from nas.train import FINAL, TrainConfig, subnet_accuracy, train
+from nas.train import FINAL, TrainConfig, evaluate, loader_for, subnet_model, train
 
 POOL_PER_ARCH = 25  # random archs drawn per arch wanted (FLOPs counting costs ~0.15 s each)
 
@@ -110,6 +113,36 @@ def members(
     for arch in spread_archs(space, args.archs - len(chosen), max_flops, set(chosen)):
         chosen[arch.hash] = ("spread", arch)
     return chosen
+
+
+def halves(split: Split) -> tuple[Split, Split]:
+    """The two halves of ``split``: alternate images of each class, in order."""
+    picks: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+    for c in split.labels.unique():
+        members = (split.labels == c).nonzero().flatten()
+        picks[0].append(members[0::2])
+        picks[1].append(members[1::2])
+    index = (torch.cat(picks[0]).sort().values, torch.cat(picks[1]).sort().values)
+    return Split(split.images[index[0]], split.labels[index[0]]), Split(
+        split.images[index[1]], split.labels[index[1]]
+    )
+
+
+def estimate_noise(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """How much of the supernet estimates' spread across archs is validation sampling
+    noise: each estimate's noise variance is var(half a - half b) / 4 (the whole split
+    averages two independent halves), the archs' own variance what remains."""
+    a = [r["supernet_half_a"] for r in rows]
+    b = [r["supernet_half_b"] for r in rows]
+    total = statistics.variance([r["supernet_val_acc"] for r in rows])
+    noise = statistics.variance([x - y for x, y in zip(a, b, strict=True)]) / 4
+    between = max(0.0, total - noise)
+    return {
+        "split_half_tau": kendall_tau(a, b),
+        "noise_var": noise,
+        "between_var": between,
+        "reliability": between / total if total > 0 else 0.0,
+    }
 
 
 def _max_flops(args: argparse.Namespace) -> float:
@@ -277,7 +310,12 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for arch_hash, (source, arch) in chosen.items():
         net = figures[arch_hash]
-        estimate = subnet_accuracy(supernet, arch, data, bn_batches, s.score_batch, device=device)
+        model = subnet_model(supernet, arch, data, bn_batches, s.score_batch, device=device)
+        estimate = evaluate(model, loader_for(data.val, data, arch, s.score_batch, device))
+        half_a, half_b = (
+            evaluate(model, loader_for(h, data, arch, s.score_batch, device))["acc"]
+            for h in halves(data.val)
+        )
         rows.append(
             {
                 "arch": arch.short_name(),
@@ -285,6 +323,8 @@ def main() -> None:
                 "source": source,
                 "mflops": count_flops(arch) / 1e6,
                 "supernet_val_acc": estimate["acc"],
+                "supernet_half_a": half_a,
+                "supernet_half_b": half_b,
                 "standalone_val_acc": net["val_acc"],
                 "standalone_test_acc": net["test_acc"],
                 "of_standalone": estimate["acc"] / net["val_acc"],
@@ -305,6 +345,7 @@ def main() -> None:
     tau_ceiling = kendall_tau(
         [r["standalone_test_acc"] for r in rows], [r["standalone_val_acc"] for r in rows]
     )
+    noise = estimate_noise(rows)
     fractions = [r["of_standalone"] for r in rows]
     fraction_mean, at_90 = statistics.mean(fractions), sum(f >= 0.9 for f in fractions)
     cost = train_cost(args.scale, data, space, args.cost_rounds, args.cost_steps, changes, device)
@@ -317,6 +358,11 @@ def main() -> None:
         f"standalone validation accuracy: {tau_flops:.3f}, the trivial ranking to beat; "
         f"the same nets' test accuracy vs their validation accuracy: {tau_ceiling:.3f}, what "
         "a near-perfect estimate scores against validation figures this noisy). "
+        f"**The estimate is {noise['reliability']:.0%} signal**: of its variance across these "
+        f"archs, validation sampling noise is {noise['noise_var']:.2g} and the rest, "
+        f"{noise['between_var']:.2g}, is the archs' own difference (from the two halves of the "
+        f"validation split, alternate images of each class, scored separately: Kendall tau "
+        f"{noise['split_half_tau']:.3f} between them). "
         f"**Sub-nets straight from the supernet reach {fraction_mean:.0%} of "
         f"their standalone validation accuracy on average** (lowest {min(fractions):.0%}; "
         f"{at_90} of {len(rows)} at >= 90%), for a supernet whose "
@@ -337,6 +383,7 @@ def main() -> None:
         "kendall_tau_test": tau_test,
         "kendall_tau_flops": tau_flops,
         "kendall_tau_val_test": tau_ceiling,
+        **noise,
         "of_standalone_mean": fraction_mean,
         "of_standalone_min": min(fractions),
         "at_90pct": at_90,
