@@ -209,7 +209,7 @@ def shortlist(run: Path, budget_ms: float, size: int) -> list[tuple[ArchConfig, 
     rest = trials(run)
     rest = rest[(rest["latency_ms"] <= budget_ms) & (rest["arch_hash"] != pick.hash)]
     rest = rest.sort_values(["val_acc", "latency_ms"], ascending=[False, True])
-    rest = rest.drop_duplicates("arch_hash").iloc[: size - 1]
+    rest = rest.drop_duplicates("arch_hash").iloc[: max(0, size - 1)]
     runners_up = zip(rest["arch"], rest["val_acc"].astype(float), strict=True)
     return [(pick, float(row["val_acc"])), *runners_up]
 

@@ -67,6 +67,8 @@ def main() -> None:
     )
     add_targets_argument(parser)
     args = parser.parse_args()
+    if args.shortlist < 1:
+        parser.error(f"--shortlist must be >= 1, got {args.shortlist}")
     started = time.time()
     work, trials, data, searches, supernet = _cifar.prepare(args)
     shortlists = {}
