@@ -25,7 +25,7 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -47,7 +47,6 @@ class Pick:
     arch: ArchConfig
     estimate: float  # supernet validation accuracy, as the search scored it
     path: Path
-    shortlist: list[Pick] = field(default_factory=list)  # set on the chosen one
 
     @cached_property
     def metrics(self) -> dict[str, Any]:
@@ -81,9 +80,8 @@ def main() -> None:
     )
     # An arch that is a baseline's own is that baseline (same recipe, same seed).
     as_trained = {arch_of(load_checkpoint(p, kind="model")).hash: p for p in baselines.values()}
-    picks: dict[_cifar.SearchCase, Pick] = {}
-    for case, archs in shortlists.items():
-        trained = [
+    trained = {
+        case: [
             Pick(
                 arch,
                 estimate,
@@ -91,9 +89,10 @@ def main() -> None:
             )
             for arch, estimate in archs
         ]
-        # chosen by validation accuracy; a tie goes to the better supernet estimate
-        picks[case] = max(trained, key=lambda p: p.metrics["val_acc"])
-        picks[case].shortlist = trained
+        for case, archs in shortlists.items()
+    }
+    # chosen by validation accuracy; a tie goes to the better supernet estimate
+    picks = {c: max(ps, key=lambda p: p.metrics["val_acc"]) for c, ps in trained.items()}
     label_of = {name: label for label, name in MODELS.items()}
 
     subjects = {label: path for label, path in baselines.items()}
@@ -130,7 +129,7 @@ def main() -> None:
                 "pick": arch.short_name(),
                 "pick_hash": arch.hash,
                 "pick_source": "baseline" if arch.hash in as_trained else "retrained",
-                "pick_rank": pick.shortlist.index(pick) + 1,  # 1: the best supernet estimate
+                "pick_rank": trained[case].index(pick) + 1,  # 1: the best supernet estimate
                 "pick_supernet_val_acc": pick.estimate,
                 "pick_val_acc": mine["val_acc"],
                 "pick_test_acc": mine["test_acc"],
@@ -142,10 +141,10 @@ def main() -> None:
                 "goal_met": bool(gain >= 1.0 and ratio <= 1.0),
                 "pick_mflops": count_flops(arch) / 1e6,
                 "shortlist_val_acc": " / ".join(
-                    f"{p.metrics['val_acc']:.3f}" for p in pick.shortlist
+                    f"{p.metrics['val_acc']:.3f}" for p in trained[case]
                 ),
                 "shortlist_test_acc": " / ".join(
-                    f"{p.metrics['test_acc']:.4f}" for p in pick.shortlist
+                    f"{p.metrics['test_acc']:.4f}" for p in trained[case]
                 ),
             }
         )
@@ -204,9 +203,9 @@ def main() -> None:
                     "val_acc": p.metrics["val_acc"],
                     "test_acc": p.metrics["test_acc"],
                 }
-                for p in pick.shortlist
+                for p in shortlisted
             ]
-            for c, pick in picks.items()
+            for c, shortlisted in trained.items()
         },
         "wall_s": time.time() - started,
     }
