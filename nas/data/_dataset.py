@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,7 @@ import torch
 
 from nas._errors import DataError
 from nas.data._cache import SPLIT_CODES, load_or_build
-from nas.data._sources import resolve_source
+from nas.data._sources import NAMED_SOURCES, resolve_source
 from nas.io import Record
 
 
@@ -47,6 +49,19 @@ class DataSpec(Record):
                 raise DataError(f"{name} must be >= 1, got {value}")
         if self.channels not in (None, 1, 3):
             raise DataError(f"channels must be 1 or 3, got {self.channels}")
+
+    def same_split(self, other: DataSpec) -> bool:
+        """Whether ``other`` splits the same images the same way: a file or folder named by
+        another path to it is the same source, and ``test_per_class`` (how much of the test
+        split is reported) leaves training and validation as they are."""
+
+        def key(spec: DataSpec) -> DataSpec:
+            path = Path(spec.source).expanduser()
+            named = spec.source in NAMED_SOURCES or spec.source.startswith("synthetic:")
+            source = spec.source if named or not path.exists() else str(path.resolve())
+            return dataclasses.replace(spec, source=source, test_per_class=None)
+
+        return key(self) == key(other)
 
 
 @dataclass

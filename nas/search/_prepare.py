@@ -60,7 +60,7 @@ def prepare(options: SearchOptions, log: Callable[[str], None]) -> SearchContext
         trained_on = DataSpec.from_dict(checkpoint["data"]["spec"])
         if data_spec is None:
             data_spec = trained_on
-        elif data_spec != trained_on:
+        elif not data_spec.same_split(trained_on):
             raise ConfigError(
                 f"{options.supernet} was trained on data {trained_on.source!r} with another "
                 "split; search it with the same --data (its validation split must not overlap "
