@@ -337,10 +337,30 @@ def test_speed_is_calibrated_once_and_applied(cache, tmp_path, monkeypatch):
         assert again._nominal() == nominal and again._process is None
     # in the machine's store, not the measurements' cache: a meter on another cache (a
     # run's own, or a test's) reads at the same speed without calibrating again
-    key = LatencyCache.key("calibration", target.hash, meter.environment)
+    key = LatencyCache.key("calibration", target.speed_hash, meter.environment)
     assert cache.nominal(key) is None and LatencyCache().nominal(key) == nominal
     with LatencyMeter(target, cache=LatencyCache(tmp_path / "other.sqlite")) as elsewhere:
         assert elsewhere._nominal() == nominal and elsewhere._process is None
+    # another protocol on the same runtime setting reads at the same speed; another
+    # setting (here: threads) is calibrated on its own
+    quick = dataclasses.replace(target, name="quick", warmup=1, repeats=3, retries=0)
+    assert quick.hash != target.hash and quick.speed_hash == target.speed_hash
+    with LatencyMeter(quick, cache=cache) as other:
+        assert other._nominal() == nominal and other._process is None
+    assert dataclasses.replace(target, threads=2).speed_hash != target.speed_hash
+
+
+def test_a_calibration_kept_under_the_old_key_is_carried_over(tmp_path, monkeypatch):
+    """Calibrations stored before they were keyed by ``speed_hash`` (under the whole
+    target's hash) stay the speed of the measurements cached with them."""
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path))
+    target = HardwareTarget("calibrated-old", "torch", warmup=1, repeats=3, normalize=True)
+    with LatencyMeter(target, cache=False) as meter:
+        old = LatencyCache.key("calibration", target.hash, meter.environment)
+        LatencyCache().set_nominal(old, target.name, 1.234, [1.234])
+        assert meter._nominal() == 1.234 and meter._process is None  # nothing measured
+    new = LatencyCache.key("calibration", target.speed_hash, meter.environment)
+    assert LatencyCache().nominal(new) == 1.234
 
 
 def test_a_meter_that_caches_no_measurement_still_keeps_the_calibration(tmp_path, monkeypatch):

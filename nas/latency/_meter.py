@@ -222,17 +222,23 @@ class LatencyMeter:
     def _nominal(self) -> float:
         """The reference model's time at the machine's calibrated speed.
 
-        Calibrated once per target, machine and library versions: the fastest of several
-        spaced readings (the least disturbed state), stored in the machine's default cache
+        Calibrated once per runtime setting (``HardwareTarget.speed_hash``), machine and
+        library versions: the fastest of several spaced readings (the least disturbed
+        state), stored in the machine's default cache
         (whichever cache the meter's measurements use) so every later measurement on this
         machine is expressed at the same speed.
         """
         if self._nominal_ms is None:
-            key = LatencyCache.key("calibration", self.target.hash, self.environment)
+            key = LatencyCache.key("calibration", self.target.speed_hash, self.environment)
             # a fact of the machine: its own store, whichever cache (or none, with
             # ``cache=False``) holds the measurements
             machine = LatencyCache()
             stored = machine.nominal(key)
+            if stored is None:  # kept under the whole target's hash before 2026-12-07
+                old = LatencyCache.key("calibration", self.target.hash, self.environment)
+                earlier = machine.nominal(old)
+                if earlier is not None:  # the speed its cached measurements were read at
+                    stored = machine.set_nominal(key, self.target.name, earlier, [earlier])
             if stored is None:
                 rounds = self._ask({"kind": "calibrate", "rounds": 9, "gap_s": 0.3})["rounds"]
                 stored = machine.set_nominal(key, self.target.name, min(rounds), rounds)

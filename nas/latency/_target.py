@@ -28,12 +28,12 @@ class HardwareTarget:
     ``runtime`` names a backend in :data:`nas.latency.RUNTIMES` (``torch``,
     ``onnxruntime``, ...). ``cores`` pins the measuring process (default: the last
     ``threads`` cores it may use). ``normalize`` expresses every latency at the machine's
-    calibrated speed, from a reference model timed alongside (see ``LatencyMeter``).
-    Measured both ways (``benchmarks/latency_repeat.py``, 2026-12-03, Intel Xeon, passes
-    10 min apart, then one core busy): on torch eager it narrows the spread (12.4% against
-    19.2% raw) and keeps every busy result within 10% or flagged (10 of 10, raw 6 of 10):
-    on by default; on ONNX Runtime it widens it (13.7% against 7.9%; busy 8 of 10, raw
-    10 of 10): the shipped ``cpu-ort-1t`` turns it off. An AMD EPYC VM had it widen both.
+    calibrated speed, from a reference model timed in blocks alternating with the subject
+    (see ``run_paired_protocol``). Measured both ways (``benchmarks/latency_repeat.py``,
+    2026-12-05, AMD EPYC, 10 archs, passes 10 min apart, then one core busy): median pass
+    spread 3.5% against 14.0% raw on torch eager and 7.8% against 10.1% raw on ONNX
+    Runtime, and with one core busy every result within 10% of its quiet value or flagged
+    (raw: 9 of 10 on each): on by default, for both shipped CPU targets.
     ``options`` are runtime-specific (for ONNX Runtime:
     ``graph_optimization: all|extended|basic|disabled``). Resolution comes from the arch.
     """
@@ -91,6 +91,20 @@ class HardwareTarget:
         for key in ("name", "description"):
             data.pop(key, None)
         for key in CONNECTION_OPTIONS:  # how to reach a device, not what it measures
+            data["options"].pop(key, None)
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+
+    @property
+    def speed_hash(self) -> str:
+        """Hash of what sets the speed reference's own time (runtime, device, threads,
+        batch, dtype, cores, runtime options): the key of the machine's calibration.
+        Targets that differ only in their protocol (warm-up, repeats, retries, ``max_cv``)
+        share one calibration."""
+        data = self.to_dict()
+        protocol = ("warmup", "repeats", "retries", "max_cv", "normalize")
+        for key in ("name", "description", *protocol):
+            data.pop(key, None)
+        for key in CONNECTION_OPTIONS:
             data["options"].pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 
