@@ -9,7 +9,7 @@ hours at the cpu scale, under 30 minutes on one GPU). A killed run resumes where
 stopped; stage times add up over the attempts (``resumed`` says it happened); run on a
 finished run, it re-runs nothing and republishes its figures (``republished``). The
 models the run produced (accuracy and measured latency, from its report) come with the
-stage times. Writes results/pipeline_<scale>.{json,md}.
+stage times. Writes results/pipeline_<scale>.{json,md} (``--tag T``: pipeline-T_<scale>).
 """
 
 from __future__ import annotations
@@ -143,8 +143,12 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="run folder (default runs/bench-pipeline-<scale>)")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--config", type=Path, help="another pipeline YAML than the scale's")
+    parser.add_argument(
+        "--tag", help="results/pipeline-<tag>_<scale> (and run folder), for another config"
+    )
     args = parser.parse_args()
-    run = args.run or Path(f"runs/bench-pipeline-{args.scale}")
+    name = f"pipeline-{args.tag}" if args.tag else "pipeline"
+    run = args.run or Path(f"runs/bench-{name}-{args.scale}")
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
         source = args.config or config_path(args.scale, Path(tmp))
@@ -155,7 +159,7 @@ def main() -> None:
         settings = yaml.safe_load(source.read_text())
         shown = "tiny (in the script)" if source.parent == Path(tmp) else f"`{shown_path(source)}`"
     finished_before = bool(before) and all(
-        stage_finished(before.get("stages", {}).get(name, {})) for name in STAGES
+        stage_finished(before.get("stages", {}).get(stage, {})) for stage in STAGES
     )
     resumed = bool(before) and not finished_before
     rows: list[dict[str, Any]] = [
@@ -170,8 +174,17 @@ def main() -> None:
     machines = sorted({m for info in record["stages"].values() for m in info.get("machines", [])})
     total = float(record["total_seconds"])
     goal = GOAL_S.get(args.scale)
-    verdict = "–" if goal is None else "goal met" if total < goal else "goal missed"
     killed = sum(row["killed_attempts"] for row in rows)
+    given = [row["stage"] for row in rows if str(row["status"]).startswith("skipped")]
+    verdict = (
+        "not all timed"
+        if given and not finished_before
+        else "–"
+        if goal is None
+        else "goal met"
+        if total < goal
+        else "goal missed"
+    )
     rows.append(
         {"stage": "total", "status": verdict, "wall_min": total / 60, "killed_attempts": killed}
     )
@@ -183,6 +196,12 @@ def main() -> None:
         f"attempt counts up to its last heartbeat, at most {HEARTBEAT_S:.0f} s before it died: "
         "`killed_attempts`)."
         + (" This run resumed an earlier one." if resumed else "")
+        + (
+            f" Not timed here: {', '.join(given)} (output already in the run folder when "
+            "the run started: the total leaves that work out)."
+            if given and not finished_before
+            else ""
+        )
         + (f" Stages ran on several machines: {'; '.join(machines)}." if len(machines) > 1 else "")
         + (" Republished from a run that had already finished." if finished_before else "")
         + outcome_notes(run)
@@ -199,7 +218,7 @@ def main() -> None:
         "total_s": total,
         "machines": machines,
     }
-    publish("pipeline", args.scale, rows, extra, list(rows[0]), notes, args.results)
+    publish(name, args.scale, rows, extra, list(rows[0]), notes, args.results)
 
 
 if __name__ == "__main__":
