@@ -16,6 +16,8 @@ from nas.data import DataSpec, load_data
 from nas.final import FinalTraining, FrontTrainer
 from nas.final.__main__ import main as final_main
 from nas.search import SearchOptions, run_search
+from nas.search._front import rivals
+from nas.search._pareto import pareto_front
 from nas.train import TrainConfig, evaluate, loader_for, subnet_model, train
 
 QUIET = {"log": lambda _: None}
@@ -136,6 +138,42 @@ def test_the_command_trains_a_finished_searchs_front(tmp_path, tiny_supernet, fa
     stamps = {p: p.stat().st_mtime_ns for p in (run / "final").rglob("model.pt")}
     assert final_main(["--run", str(run), "--no-progress", *flags]) == 0
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    # a shortlist of 2: each front arch's next best estimate no slower is trained too (the
+    # front's own models reused: the shortlist is not part of the recipe), and the front
+    # delivered is the Pareto set of the trained models
+    assert final_main(["--run", str(run), "--no-progress", *flags, "--shortlist=2"]) == 0
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    listed = json.loads((run / "summary.json").read_text())["shortlist"]
+    assert {r["arch_hash"] for r in listed if r["estimated_front"]} == set(front.arch_hash)
+    proxy = {t.user_attrs["arch_hash"]: t.values[1] for t in study.get_trials()}
+    slowest = max(proxy[h] for h in front.arch_hash)
+    extra = [r for r in listed if not r["estimated_front"]]
+    assert len(extra) <= len(front) and all(proxy[r["arch_hash"]] <= slowest for r in extra)
+    keep = pareto_front([(r["val_acc"], r["latency_ms"]) for r in listed])
+    assert [r["delivered"] for r in listed] == [i in keep for i in range(len(listed))]
+    delivered = pd.read_csv(run / "pareto.csv")
+    assert set(delivered.arch_hash) == {r["arch_hash"] for r in listed if r["delivered"]}
+    assert set(delivered.training) == {"scratch, 1 epochs, best of 2 per front arch"}
+
+
+def test_rivals_are_the_best_estimates_no_slower_than_each_front_arch():
+    front = [("a", 1.0), ("b", 3.0)]
+    trials = [
+        ("a", 0.5, 1.0),
+        ("b", 0.7, 3.0),
+        ("c", 0.45, 0.9),  # under a: a's rival
+        ("d", 0.6, 2.0),  # under b only, and b's best other estimate
+        ("e", 0.65, 3.5),  # slower than every front arch: never
+        ("f", 0.3, 0.8),
+    ]
+    assert rivals(front, trials, 1) == []
+    assert rivals(front, trials, 2) == ["c", "d"]
+    assert rivals(front, trials, 3) == ["c", "f", "d"]  # b's second would be c: taken
+    assert rivals(front, trials, 9) == ["c", "f", "d"]
+    with pytest.raises(ConfigError, match="shortlist must be >= 1"):
+        FinalTraining(shortlist=0)
+    assert FinalTraining(shortlist=3).slug() == FinalTraining().slug()
 
 
 def test_a_run_without_a_finished_search_is_one_line(tmp_path, capsys):

@@ -18,6 +18,8 @@ HELP = {
     "kd_ratio": "weight of the teacher's soft targets (with distillation)",
     "batch_size": "batch size",
     "steps_per_epoch": "cap on the steps of an epoch",
+    "shortlist": "archs trained per front arch: it and the next best supernet estimates no "
+    "slower; the front is chosen again on their trained validation accuracy",
 }
 
 

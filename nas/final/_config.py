@@ -35,8 +35,15 @@ class FinalTraining(Record):
     kd_ratio: float = 1.0
     batch_size: int = 128
     steps_per_epoch: int | None = None  # cap, for short schedules and tests
+    # archs trained per front slot: the estimated front arch and the next best supernet
+    # estimates no slower than it; the delivered front is the Pareto set of the trained
+    shortlist: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.shortlist, bool) or not isinstance(self.shortlist, int):
+            raise ConfigError(f"final shortlist must be an integer >= 1, got {self.shortlist!r}")
+        if self.shortlist < 1:
+            raise ConfigError(f"final shortlist must be >= 1, got {self.shortlist}")
         if self.init not in INITS:
             raise ConfigError(f"unknown final init {self.init!r}: choose {' or '.join(INITS)}")
         if self.epochs < 1:
@@ -55,10 +62,13 @@ class FinalTraining(Record):
 
     def describe(self) -> str:
         how = self.init + (" + distillation" if self.distill else "")
-        return f"{how}, {self.epochs} epochs"
+        shortlist = f", best of {self.shortlist} per front arch" if self.shortlist > 1 else ""
+        return f"{how}, {self.epochs} epochs{shortlist}"
 
     def slug(self) -> str:
-        """A folder name for this recipe: models trained with another are never reused."""
-        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        """A folder name for this recipe: models trained with another are never reused
+        (the shortlist chooses which archs are trained, not how)."""
+        recipe = {k: v for k, v in self.to_dict().items() if k != "shortlist"}
+        digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()
         kd = "-kd" if self.distill else ""
         return f"{self.init}{kd}-{self.epochs}ep-{digest[:8]}"

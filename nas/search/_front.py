@@ -20,6 +20,7 @@ class FrontEntry:
     trial: int
     evaluation: Evaluation
     measured: PassSummary
+    shortlisted: bool = False  # added by the shortlist, not on the estimated front
 
     @property
     def latency_ms(self) -> float:
@@ -62,3 +63,62 @@ def final_front(
         )
     keep = pareto_front([(e.evaluation.val_acc, e.latency_ms) for e in feasible])
     return [feasible[i] for i in keep]
+
+
+def rivals(
+    front: list[tuple[str, float]], trials: list[tuple[str, float, float]], size: int
+) -> list[str]:
+    """Per front arch ``(hash, latency)``, the ``size - 1`` best-estimated other archs of
+    ``trials`` ``(hash, estimate, latency)`` no slower than it, each arch once, front
+    order first (all latencies in the search's own figure)."""
+    taken = {arch for arch, _ in front}
+    chosen: list[str] = []
+    for _, ceiling in front:
+        faster = sorted((t for t in trials if t[2] <= ceiling), key=lambda t: -t[1])
+        added = 0
+        for arch, _, _ in faster:
+            if added == size - 1:
+                break
+            if arch not in taken:
+                taken.add(arch)
+                chosen.append(arch)
+                added += 1
+    return chosen
+
+
+def shortlist(
+    ctx: SearchContext,
+    study: optuna.Study,
+    meter: LatencyMeter,
+    front: list[FrontEntry],
+    size: int,
+) -> list[FrontEntry]:
+    """``front`` and, per front arch, its :func:`rivals`: the next ``size - 1`` best
+    supernet estimates no slower than it by the search's latency figure, measured end to
+    end (those over the budget dropped). The estimates of similar archs differ by less
+    than their noise (``benchmarks/supernet_ranking.py``), so training a few per slot and
+    choosing on trained validation accuracy beats trusting the best estimate."""
+    if size <= 1 or not front:
+        return front
+    evaluations: dict[str, tuple[int, Evaluation]] = {}
+    for t in complete_trials(study):
+        if "val_acc" in t.user_attrs:
+            ev = Evaluation.from_attrs(t.user_attrs, t.values[1])
+            evaluations.setdefault(ev.arch.hash, (t.number, ev))
+    chosen = rivals(
+        [(e.evaluation.arch.hash, e.evaluation.objective) for e in front],
+        [(h, ev.val_acc, ev.objective) for h, (_, ev) in evaluations.items()],
+        size,
+    )
+    o = ctx.options
+    extra = []
+    for arch_hash in tqdm(chosen, desc="measure shortlist", unit="arch", disable=not o.progress):
+        number, ev = evaluations[arch_hash]
+        passes = measure_passes(meter.measure_arch, ev.arch)
+        if passes.latency_ms <= o.latency_budget_ms:
+            extra.append(FrontEntry(number, ev, passes, shortlisted=True))
+    ctx.log(
+        f"shortlist: {len(extra)} more archs to train beside the {len(front)} of the "
+        f"estimated front ({len(chosen) - len(extra)} measured over the budget)"
+    )
+    return sorted(front + extra, key=lambda e: e.latency_ms)

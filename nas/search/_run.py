@@ -14,7 +14,7 @@ from nas.latency import LatencyMeter
 from nas.search._budget import objective_budget, space_reach
 from nas.search._evaluator import Evaluator
 from nas.search._export import export_front
-from nas.search._front import final_front
+from nas.search._front import final_front, shortlist
 from nas.search._objective import optimize
 from nas.search._options import SearchOptions
 from nas.search._prepare import load_supernet, lookup_predictor, prepare, study_settings
@@ -70,6 +70,8 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> di
         )
         optimize(ctx, study, evaluator, budget)
         front = final_front(ctx, study, meter, budget)
+        if options.final is not None:
+            front = shortlist(ctx, study, meter, front, options.final.shortlist)
         exported = export_front(ctx, supernet, front)
         summary = write_summary(ctx, study, front, exported, budget, time.time() - started)
     finally:
