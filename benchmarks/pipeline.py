@@ -68,8 +68,27 @@ def read_record(run: Path) -> dict[str, Any]:
 
 
 def stage_finished(info: dict[str, Any]) -> bool:
-    """Whether a stage's work is behind it: it ran to the end once, or it is left out."""
-    return "finished" in info or str(info.get("status", "")).startswith("left out")
+    """Whether a stage's work is behind it: it ran to the end once, it found its output
+    already there, or it is left out."""
+    return "finished" in info or str(info.get("status", "")).startswith(("left out", "skipped"))
+
+
+GIVEN = "given_outputs.json"
+
+
+def given_outputs(run: Path, before: dict[str, Any]) -> list[str]:
+    """Checkpoints that were in the run folder before its first attempt (trained elsewhere,
+    so not timed by this run): listed then, in ``RUN/given_outputs.json``, and read back on
+    every later call."""
+    path = run / GIVEN
+    if path.exists():
+        return list(json.loads(path.read_text()))
+    if before or not run.exists():
+        return []
+    found = sorted(str(p.relative_to(run)) for p in run.rglob("*.pt"))
+    if found:
+        path.write_text(json.dumps(found, indent=1) + "\n")
+    return found
 
 
 def shown_path(path: Path) -> str:
@@ -140,7 +159,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--scale", choices=tuple(SCALES), default="cpu")
-    parser.add_argument("--run", type=Path, help="run folder (default runs/bench-pipeline-<scale>)")
+    parser.add_argument(
+        "--run", type=Path, help="run folder (default runs/bench-pipeline[-<tag>]-<scale>)"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--config", type=Path, help="another pipeline YAML than the scale's")
     parser.add_argument(
@@ -155,6 +176,7 @@ def main() -> None:
         config = load_pipeline(source)
         config = dataclasses.replace(config, run=run)
         before = read_record(run)
+        given_files = given_outputs(run, before)
         record = run_pipeline(config)
         settings = yaml.safe_load(source.read_text())
         shown = "tiny (in the script)" if source.parent == Path(tmp) else f"`{shown_path(source)}`"
@@ -178,7 +200,7 @@ def main() -> None:
     given = [row["stage"] for row in rows if str(row["status"]).startswith("skipped")]
     verdict = (
         "not all timed"
-        if given and not finished_before
+        if given or given_files
         else "–"
         if goal is None
         else "goal met"
@@ -199,7 +221,13 @@ def main() -> None:
         + (
             f" Not timed here: {', '.join(given)} (output already in the run folder when "
             "the run started: the total leaves that work out)."
-            if given and not finished_before
+            if given
+            else ""
+        )
+        + (
+            " Trained elsewhere and placed in the run folder before its first attempt, so "
+            f"not timed here: {', '.join(f'`{f}`' for f in given_files)}."
+            if given_files
             else ""
         )
         + (f" Stages ran on several machines: {'; '.join(machines)}." if len(machines) > 1 else "")
@@ -217,6 +245,7 @@ def main() -> None:
         "wall_s": time.time() - started,
         "total_s": total,
         "machines": machines,
+        "given_outputs": given_files,
     }
     publish(name, args.scale, rows, extra, list(rows[0]), notes, args.results)
 

@@ -444,6 +444,14 @@ def test_pipeline_benchmark_times_every_stage(tmp_path):
     assert all(rows[s]["status"].startswith("skipped") for s in ("supernet", "search", "final"))
     shown = (tmp_path / "results" / "pipeline-given_tiny.md").read_text()
     assert "Not timed here: supernet, search, final, report" in shown
+    assert "supernet/supernet.pt" in given["given_outputs"] and "`supernet/supernet.pt`" in shown
+    # and republished as such: nothing re-runs, the placed outputs are still named
+    again = _script(
+        tmp_path, "pipeline", "--run", tmp_path / "given", "--config", config, "--tag", "given",
+        result="pipeline-given",
+    )  # fmt: skip
+    assert again["republished"] is True and again["resumed"] is False
+    assert again["rows"] == given["rows"] and again["given_outputs"] == given["given_outputs"]
 
 
 def _check_final_training(chain):
@@ -522,9 +530,9 @@ def test_latency_drift_reads_every_protocol_out_of_the_same_samples(tmp_path):
 def test_prune_goal_compares_the_allocations_side_by_side(tmp_path, trained):
     target = tmp_path / "quick-ort.yaml"
     HardwareTarget(target.stem, "onnxruntime", warmup=2, repeats=8, retries=0).to_yaml(target)
-    # two of the five arms, between them every kind: latency costs (with distillation),
-    # and no layer costs with unblocked widths; the script's --arms keeps this order
-    arms = ["latency+kd", "ratio"]
+    # three of the five arms, one of each kind: no layer costs, latency costs (with
+    # distillation), unblocked widths; the script's --arms keeps that order
+    arms = ["uniform", "latency+kd", "ratio"]
     args = ["--checkpoint", trained, "--target", target, "--latency", "0.8x"]
     payload = _script(
         tmp_path, "prune_goal", *args, "--scope", "internal", "--work", tmp_path / "w",

@@ -350,17 +350,23 @@ def test_speed_is_calibrated_once_and_applied(cache, tmp_path, monkeypatch):
     assert dataclasses.replace(target, threads=2).speed_hash != target.speed_hash
 
 
-def test_a_calibration_kept_under_the_old_key_is_carried_over(tmp_path, monkeypatch):
+def test_a_calibration_kept_under_the_old_key_stays_that_targets(tmp_path, monkeypatch):
     """Calibrations stored before they were keyed by ``speed_hash`` (under the whole
-    target's hash) stay the speed of the measurements cached with them."""
+    target's hash) stay the speed of that target's cached measurements, and are not
+    handed to other targets sharing its runtime setting."""
     monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path))
     target = HardwareTarget("calibrated-old", "torch", warmup=1, repeats=3, normalize=True)
     with LatencyMeter(target, cache=False) as meter:
         old = LatencyCache.key("calibration", target.hash, meter.environment)
         LatencyCache().set_nominal(old, target.name, 1.234, [1.234])
         assert meter._nominal() == 1.234 and meter._process is None  # nothing measured
-    new = LatencyCache.key("calibration", target.speed_hash, meter.environment)
-    assert LatencyCache().nominal(new) == 1.234
+    shared = LatencyCache.key("calibration", target.speed_hash, meter.environment)
+    assert LatencyCache().nominal(shared) is None
+    LatencyCache().set_nominal(shared, "other", 2.5, [2.5])
+    with LatencyMeter(dataclasses.replace(target, repeats=4), cache=False) as sibling:
+        assert sibling._nominal() == 2.5 and sibling._process is None
+    with LatencyMeter(target, cache=False) as again:
+        assert again._nominal() == 1.234
 
 
 def test_a_meter_that_caches_no_measurement_still_keeps_the_calibration(tmp_path, monkeypatch):

@@ -239,6 +239,29 @@ def test_pipeline_config_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "run").exists()  # nothing half-written
 
 
+def test_a_record_from_before_a_setting_existed_still_resumes(tmp_path):
+    """A run recorded before a setting was added (here final.shortlist) resumes while the
+    setting is at its default; another value, or a changed setting, is refused."""
+    from nas import ConfigError
+    from nas.pipeline._run import _load_record, _save_record
+
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(_config(tmp_path)))
+    config = load_pipeline(path)
+    config.run.mkdir(parents=True)
+    record = _load_record(config.run, config)
+    del record["config"]["final"]["shortlist"]
+    _save_record(config.run, record)
+    assert _load_record(config.run, config)["config"] == record["config"]
+    assert config.final is not None
+    for changed in (
+        dataclasses.replace(config, final=dataclasses.replace(config.final, shortlist=2)),
+        dataclasses.replace(config, final=dataclasses.replace(config.final, epochs=2)),
+    ):
+        with pytest.raises(ConfigError, match="holds a pipeline run with other settings"):
+            _load_record(config.run, changed)
+
+
 def test_report_needs_a_finished_search(tmp_path, capsys):
     code, _, err = call_cli(report_main, ["--run", tmp_path / "nope"], capsys)
     assert code == 2 and "run directory not found" in err

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -283,6 +284,27 @@ def test_supernet_of_another_space_is_refused(tmp_path, tiny_supernet):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 2 and "was trained for space 'tiny'" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_supernet_is_searched_on_its_own_images_and_split_only(tmp_path, tiny_supernet):
+    """The validation split must not overlap what the supernet trained on: another split
+    of its data is refused, and so are other images under split settings that match; the
+    same images under another spelling of their source are not refused."""
+    from nas import ConfigError
+
+    options = SearchOptions(
+        latency_budget_ms=50.0, supernet=tiny_supernet, trials=1, run=tmp_path / "run",
+        progress=False, bn_batches=1,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="with another split"):
+        run_search(dataclasses.replace(options, data=DataSpec("embedded", split_seed=1)))
+    with pytest.raises(ConfigError, match="trained on other images than"):
+        run_search(dataclasses.replace(options, data=DataSpec("synthetic:classes=10")))
+    assert not (tmp_path / "run").exists()
+    from nas.data import embedded_archive
+
+    same = DataSpec(str(embedded_archive()), test_per_class=5)  # the shipped file by path
+    assert load_data(same).info["cache_key"] == load_data(DataSpec("embedded")).info["cache_key"]
 
 
 def test_unreachable_storage_fails_fast(tmp_path, tiny_supernet):

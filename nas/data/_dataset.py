@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 
 from nas._errors import DataError
 from nas.data._cache import SPLIT_CODES, load_or_build
-from nas.data._sources import NAMED_SOURCES, resolve_source
+from nas.data._sources import resolve_source
 from nas.io import Record
 
 
@@ -51,15 +50,14 @@ class DataSpec(Record):
             raise DataError(f"channels must be 1 or 3, got {self.channels}")
 
     def same_split(self, other: DataSpec) -> bool:
-        """Whether ``other`` splits the same images the same way: a file or folder named by
-        another path to it is the same source, and ``test_per_class`` (how much of the test
-        split is reported) leaves training and validation as they are."""
+        """Whether ``other`` splits its source the same way: every split setting equal but
+        ``test_per_class`` (how much of the test split is reported; training and validation
+        stay as they are). The source is left out: whether two sources hold the same
+        images is for the loaded data's ``info["cache_key"]`` (a content digest) to say,
+        whatever path or name they are given by."""
 
         def key(spec: DataSpec) -> DataSpec:
-            path = Path(spec.source).expanduser()
-            named = spec.source in NAMED_SOURCES or spec.source.startswith("synthetic:")
-            source = spec.source if named or not path.exists() else str(path.resolve())
-            return dataclasses.replace(spec, source=source, test_per_class=None)
+            return dataclasses.replace(spec, source="", test_per_class=None)
 
         return key(self) == key(other)
 

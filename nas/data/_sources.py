@@ -39,9 +39,6 @@ def embedded_archive() -> Path:
     return Path(str(resources.files("nas.data").joinpath("embedded", "cifar10_subset.tar.gz")))
 
 
-NAMED_SOURCES = ("embedded", "synthetic", "cifar10")  # not paths (``synthetic:N`` neither)
-
-
 def resolve_source(
     source: str, image_size: int | None = None, workers: int | None = None
 ) -> Source:

@@ -233,12 +233,12 @@ class LatencyMeter:
             # a fact of the machine: its own store, whichever cache (or none, with
             # ``cache=False``) holds the measurements
             machine = LatencyCache()
-            stored = machine.nominal(key)
-            if stored is None:  # kept under the whole target's hash before 2026-12-07
-                old = LatencyCache.key("calibration", self.target.hash, self.environment)
-                earlier = machine.nominal(old)
-                if earlier is not None:  # the speed its cached measurements were read at
-                    stored = machine.set_nominal(key, self.target.name, earlier, [earlier])
+            # A calibration kept under the whole target's hash (before 2026-12-07) stays
+            # this target's: its cached measurements and lookup tables were read at it.
+            own = LatencyCache.key("calibration", self.target.hash, self.environment)
+            stored = machine.nominal(own)
+            if stored is None:
+                stored = machine.nominal(key)
             if stored is None:
                 rounds = self._ask({"kind": "calibrate", "rounds": 9, "gap_s": 0.3})["rounds"]
                 stored = machine.set_nominal(key, self.target.name, min(rounds), rounds)

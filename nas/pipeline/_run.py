@@ -22,6 +22,7 @@ from nas._errors import ConfigError
 from nas.checkpoint import load_checkpoint
 from nas.data import load_data
 from nas.env import machine_info
+from nas.final import FinalTraining
 from nas.io import write_json_atomic
 from nas.latency import load_target
 from nas.models import load_network
@@ -111,7 +112,8 @@ def _load_record(run: Path, config: PipelineConfig) -> dict[str, Any]:
     settings = json.loads(json.dumps(config.to_dict(), default=str))  # as stored in JSON
     if path.is_file():
         record: dict[str, Any] = json.loads(path.read_text())
-        if record.get("config") != settings:
+        defaults = dataclasses.replace(config, **_default_sections())
+        if not _same_settings(record.get("config"), settings, _stored(defaults)):
             raise ConfigError(
                 f"{run} holds a pipeline run with other settings; use the same config or "
                 "another run directory (`run:` in the YAML)"
@@ -122,6 +124,35 @@ def _load_record(run: Path, config: PipelineConfig) -> dict[str, Any]:
         "machine": machine_info(),
         "stages": {},
     }
+
+
+def _stored(config: PipelineConfig) -> dict[str, Any]:
+    return dict(json.loads(json.dumps(config.to_dict(), default=str)))  # as stored in JSON
+
+
+def _default_sections() -> dict[str, Any]:
+    """Every stage section at its defaults (the values a setting added later had before)."""
+    plain = PipelineConfig(name="defaults", run=Path("."))
+    return {
+        f.name: getattr(plain, f.name)
+        for f in dataclasses.fields(plain)
+        if f.name not in ("name", "run")
+    }
+
+
+def _same_settings(stored: Any, current: Any, defaults: Any) -> bool:
+    """``stored`` (a run's recorded settings) equals ``current``, where a setting the
+    record lacks (added to the toolkit since) counts as its default value."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        defaults = defaults if isinstance(defaults, dict) else {}
+        for key, value in current.items():
+            if key in stored:
+                if not _same_settings(stored[key], value, defaults.get(key)):
+                    return False
+            elif key not in defaults or value != defaults[key]:
+                return False
+        return set(stored) <= set(current)
+    return bool(stored == current)
 
 
 def _save_record(run: Path, record: dict[str, Any]) -> None:
@@ -196,7 +227,8 @@ def _final(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -
     if config.final is None:
         return False
     done = json.loads((config.run / "summary.json").read_text())
-    if done.get("options", {}).get("final") == config.final.to_dict():
+    trained = done.get("options", {}).get("final")
+    if trained is not None and FinalTraining.from_dict(trained) == config.final:
         return False
     options = SearchOptions.of_run(config.run)
     run_search(dataclasses.replace(options, final=config.final, progress=progress), log=log)

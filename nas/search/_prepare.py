@@ -67,6 +67,13 @@ def prepare(options: SearchOptions, log: Callable[[str], None]) -> SearchContext
                 "the images it was trained on)"
             )
     data = load_data(data_spec or DataSpec())
+    trained_data = checkpoint["data"] if checkpoint is not None else {}
+    if trained_data.get("cache_key") not in (None, data.info["cache_key"]):
+        raise ConfigError(
+            f"{options.supernet} was trained on other images than {data.info['source']!r} "
+            f"holds (it was trained on {trained_data.get('source')!r}); search it with the data "
+            "it was trained on"
+        )
     if checkpoint is not None:
         trained = space_of(checkpoint)
         if requested is not None and fit_to_data(requested, data).hash != trained.hash:
