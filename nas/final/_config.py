@@ -36,7 +36,7 @@ class FinalTraining(Record):
     batch_size: int = 128
     steps_per_epoch: int | None = None  # cap, for short schedules and tests
     # archs trained per front slot: the estimated front arch and the next best supernet
-    # estimates no slower than it; the delivered front is the Pareto set of the trained
+    # estimates no slower than it; the delivered front is the Pareto set of them all, trained
     shortlist: int = 1
 
     def __post_init__(self) -> None:

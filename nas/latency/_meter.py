@@ -224,9 +224,9 @@ class LatencyMeter:
 
         Calibrated once per runtime setting (``HardwareTarget.speed_hash``), machine and
         library versions: the fastest of several spaced readings (the least disturbed
-        state), stored in the machine's default cache
-        (whichever cache the meter's measurements use) so every later measurement on this
-        machine is expressed at the same speed.
+        state), stored in the machine's default cache (whichever cache the meter's
+        measurements use) so every later measurement on this machine is expressed at the
+        same speed.
         """
         if self._nominal_ms is None:
             key = LatencyCache.key("calibration", self.target.speed_hash, self.environment)

@@ -87,12 +87,7 @@ class HardwareTarget:
     @property
     def hash(self) -> str:
         """Hash of everything that changes a measurement (not name, description, path)."""
-        data = self.to_dict()
-        for key in ("name", "description"):
-            data.pop(key, None)
-        for key in CONNECTION_OPTIONS:  # how to reach a device, not what it measures
-            data["options"].pop(key, None)
-        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
+        return self._digest()
 
     @property
     def speed_hash(self) -> str:
@@ -100,11 +95,14 @@ class HardwareTarget:
         batch, dtype, cores, runtime options): the key of the machine's calibration.
         Targets that differ only in their protocol (warm-up, repeats, retries, ``max_cv``)
         share one calibration."""
+        return self._digest("warmup", "repeats", "retries", "max_cv", "normalize")
+
+    def _digest(self, *leave_out: str) -> str:
+        """Hash of the target's settings but its name, description and ``leave_out``."""
         data = self.to_dict()
-        protocol = ("warmup", "repeats", "retries", "max_cv", "normalize")
-        for key in ("name", "description", *protocol):
+        for key in ("name", "description", *leave_out):
             data.pop(key, None)
-        for key in CONNECTION_OPTIONS:
+        for key in CONNECTION_OPTIONS:  # how to reach a device, not what it measures
             data["options"].pop(key, None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]
 

@@ -109,11 +109,11 @@ def _check(config: PipelineConfig) -> None:
 
 def _load_record(run: Path, config: PipelineConfig) -> dict[str, Any]:
     path = run / RECORD
-    settings = json.loads(json.dumps(config.to_dict(), default=str))  # as stored in JSON
+    settings = _stored(config)
     if path.is_file():
         record: dict[str, Any] = json.loads(path.read_text())
-        defaults = dataclasses.replace(config, **_default_sections())
-        if not _same_settings(record.get("config"), settings, _stored(defaults)):
+        defaults = _stored(PipelineConfig(name=config.name, run=config.run))
+        if not _same_settings(record.get("config"), settings, defaults):
             raise ConfigError(
                 f"{run} holds a pipeline run with other settings; use the same config or "
                 "another run directory (`run:` in the YAML)"
@@ -128,16 +128,6 @@ def _load_record(run: Path, config: PipelineConfig) -> dict[str, Any]:
 
 def _stored(config: PipelineConfig) -> dict[str, Any]:
     return dict(json.loads(json.dumps(config.to_dict(), default=str)))  # as stored in JSON
-
-
-def _default_sections() -> dict[str, Any]:
-    """Every stage section at its defaults (the values a setting added later had before)."""
-    plain = PipelineConfig(name="defaults", run=Path("."))
-    return {
-        f.name: getattr(plain, f.name)
-        for f in dataclasses.fields(plain)
-        if f.name not in ("name", "run")
-    }
 
 
 def _same_settings(stored: Any, current: Any, defaults: Any) -> bool:
