@@ -16,9 +16,12 @@ from nas.data import DataSpec, load_data
 from nas.final import FinalTraining, FrontTrainer
 from nas.final.__main__ import main as final_main
 from nas.search import SearchOptions, run_search
+from nas.search._anchors import TRIES, WINDOW, candidates
 from nas.search._front import rivals
 from nas.search._pareto import pareto_front
+from nas.space import load_space
 from nas.train import TrainConfig, evaluate, loader_for, subnet_model, train
+from tests.conftest import TINY_SPACE
 
 QUIET = {"log": lambda _: None}
 SHORT = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32}
@@ -155,6 +158,55 @@ def test_the_command_trains_a_finished_searchs_front(tmp_path, tiny_supernet, fa
     delivered = pd.read_csv(run / "pareto.csv")
     assert set(delivered.arch_hash) == {r["arch_hash"] for r in listed if r["delivered"]}
     assert set(delivered.training) == {"scratch, 1 epochs, best of 2 per front arch"}
+
+
+def test_anchors_deliver_the_best_estimate_that_spends_each_nets_latency(
+    tmp_path, tiny_supernet, fast_target
+):
+    """``--anchor``: each net measured on the target, and the first of its candidates (the
+    best estimates within 80-97% of its latency) that measures no slower is delivered."""
+    big = tmp_path / "largest.yaml"
+    load_space(TINY_SPACE).max_arch.to_yaml(big)
+    nets = (str(big), "mobilenet_v3_small_cifar")  # an arch of the space, a reference net
+    run = tmp_path / "run"
+    options = SearchOptions(
+        latency_budget_ms=50.0,
+        target=str(fast_target),
+        supernet=tiny_supernet,
+        trials=6,
+        sampler="random",
+        run=run,
+        progress=False,
+        bn_batches=1,
+        anchors=nets,
+    )
+    summary = run_search(options, **QUIET)
+    study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{run / 'study.db'}")
+    searched = [
+        (t.user_attrs["arch_hash"], t.user_attrs["val_acc"], t.user_attrs["latency_ms"])
+        for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    ]
+    delivered = set(pd.read_csv(run / "pareto.csv").arch_hash)
+    assert [a["name"] for a in summary["anchors"]] == list(nets)
+    for anchor in summary["anchors"]:
+        ms = anchor["latency_ms"]
+        assert ms > 0 and len(anchor["passes_ms"]) >= 3
+        assert anchor["window_ms"] == pytest.approx([WINDOW[0] * ms, WINDOW[1] * ms])
+        if anchor["arch_hash"] is not None:
+            assert anchor["arch_hash"] in candidates(searched, ms)[:TRIES]
+            assert anchor["arch_latency_ms"] <= ms and anchor["arch_hash"] in delivered
+    # the space's largest arch is slower than whatever else the search tried
+    assert summary["anchors"][0]["arch_hash"] is not None
+    assert json.loads((run / "summary.json").read_text())["options"]["anchors"] == list(nets)
+
+
+def test_anchor_candidates_are_the_best_estimates_that_spend_most_of_the_latency():
+    searched = [("a", 0.50, 10.0), ("b", 0.40, 9.0), ("c", 0.60, 5.0), ("d", 0.70, 12.0)]
+    assert candidates(searched, 10.0) == ["b"]  # 8.0-9.7 ms: "a" measured over 97%
+    assert candidates(searched, 11.0) == ["a", "b"]  # best estimate first
+    assert candidates(searched, 7.0) == ["c"]  # none in 5.6-6.79 ms: the best below
+    assert candidates(searched, 4.0) == []
+    assert candidates(searched, 13.0) == ["d"]  # "a", "b" and "c" spend under 80% of it
 
 
 def test_rivals_are_the_best_estimates_no_slower_than_each_front_arch():

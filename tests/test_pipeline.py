@@ -12,16 +12,20 @@ import time
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pandas as pd
 import pytest
 import yaml
 from PIL import Image
 
+from nas.arch import PRESETS
 from nas.checkpoint import load_checkpoint, network_from_checkpoint
 from nas.latency import HardwareTarget
 from nas.models import ReferenceNet, load_network
 from nas.pipeline import STAGES, load_pipeline, run_pipeline
 from nas.pipeline.__main__ import main as pipeline_main
+from nas.pipeline._run import start_archs
+from nas.space import load_space
 from reports import RESULT_COLUMNS, build_report
 from reports.build import main as report_main
 from tests.conftest import REPO, TINY_SPACE
@@ -133,6 +137,12 @@ def test_pipeline_runs_every_stage_and_the_report_matches_the_run(pipeline_run):
         assert f"## {heading}" in text
     summary = json.loads((run / "summary.json").read_text())
     assert f"{summary['trials']['complete']} / {summary['trials']['feasible']}" in text
+
+    # the search began with the space's smallest arch (the tiny space holds no baseline)
+    study = optuna.load_study(study_name=config.name, storage=f"sqlite:///{run / 'study.db'}")
+    assert study.trials[0].user_attrs["arch_hash"] == load_space(TINY_SPACE).min_arch.hash
+    # ... and delivered, per baseline, its best estimate at that baseline's latency
+    assert tuple(a["name"] for a in summary["anchors"]) == tuple(config.baselines.models)
 
 
 @pytest.mark.slow
@@ -314,6 +324,19 @@ def test_shipped_pipelines_parse():
     for path in sorted((REPO / "examples").glob("pipeline*.yaml")):
         config = load_pipeline(path)
         assert config.search.budget_ms > 0, path
+
+
+def test_the_search_starts_from_the_smallest_arch_and_the_baselines_the_space_holds():
+    config = load_pipeline(REPO / "examples" / "pipeline-cifar10-cpu-ort.yaml")
+    assert config.baselines is not None
+    assert "mobilenet_v3_small_cifar" in config.baselines.models  # not a ShuffleNet arch
+    space = load_space(config.space)
+    assert [a.hash for a in start_archs(config)] == [
+        space.min_arch.hash,
+        PRESETS["shufflenet_v2_x0_5_cifar"].hash,
+        PRESETS["shufflenet_v2_x1_0_cifar"].hash,
+    ]
+    assert start_archs(dataclasses.replace(config, baselines=None)) == (space.min_arch,)
 
 
 def test_a_briefly_trained_reference_network_evaluates_like_it_trains(tmp_path):

@@ -260,6 +260,7 @@ def _cli(*args, env=None, **kw):
             ["--latency-budget", "25ms", "--start-arch", "shufflenet_v2_x1_0"],
             "start arch shufflenet_v2_x1_0: arch",
         ),
+        (["--latency-budget", "25ms", "--anchor", "resnet18"], "unknown arch 'resnet18'"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from nas._errors import ConfigError
+from nas.arch import PRESETS, ArchConfig
 from nas.checkpoint import load_checkpoint
 from nas.data import load_data
 from nas.env import machine_info
@@ -203,10 +204,29 @@ def _search(config: PipelineConfig, progress: bool, log: Callable[[str], None]) 
             bn_batches=s.bn_batches,
             device=config.device,
             progress=progress,
+            start_archs=start_archs(config),
+            # the search delivers, per baseline, its best estimate at that baseline's latency
+            anchors=tuple(config.baselines.models) if config.baselines else (),
         ),
         log=log,
     )
     return True
+
+
+def start_archs(config: PipelineConfig) -> tuple[ArchConfig, ...]:
+    """The space's smallest arch, then every baseline the space holds: the search evaluates
+    them first, so its front reaches down to the fastest arch there is and it has measured
+    the hand-designed nets it will be compared with. Left to the sampler, 40 trials at a
+    budget that admits the whole space never came below 0.42 ms on cpu-ort-1t, where x0.5
+    runs 0.41 ms and the smallest arch 0.24 ms."""
+    space = load_space(config.space)
+    data_axes = {k: v for k, v in space.fixed.items() if k in ("num_classes", "in_channels")}
+    held = [
+        PRESETS[name].replace(**data_axes)
+        for name in (config.baselines.models if config.baselines else ())
+        if name in PRESETS and PRESETS[name].replace(**data_axes) in space
+    ]
+    return (space.min_arch, *held)
 
 
 def _final(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -> bool:

@@ -61,6 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="evaluate this arch (preset or arch YAML) first; repeatable",
     )
     parser.add_argument(
+        "--anchor",
+        action="append",
+        default=[],
+        metavar="NET",
+        help="a net to beat (preset, reference network such as mobilenet_v3_small_cifar, or "
+        "arch YAML): measured on the target, and the best estimate using 80-97%% of its "
+        "latency is delivered beside the front; repeatable",
+    )
+    parser.add_argument(
         "--bn-batches",
         type=int,
         default=4,
@@ -122,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=args.device,
         progress=not args.no_progress,
         start_archs=tuple(args.start_arch),
+        anchors=tuple(args.anchor),
     )
     run_search(options)
     return 0

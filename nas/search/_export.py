@@ -45,10 +45,11 @@ def export_front(
     ctx: SearchContext, supernet: Supernet, front: list[FrontEntry]
 ) -> list[dict[str, Any]]:
     """YAML, checkpoint and a table row per arch: its supernet weights (BatchNorm
-    recalibrated) or, with ``options.final``, the model final training made of it. With a
-    final shortlist (entries marked ``shortlisted``), every entry is trained and the front
-    delivered is the Pareto set of the trained models (validation accuracy, measured
-    latency); the test split is evaluated on the delivered ones only."""
+    recalibrated) or, with ``options.final``, the model final training made of it. With
+    archs added to the estimated front (a final shortlist's or an anchor's, entries marked
+    ``shortlisted``), every entry is trained and the front delivered is the Pareto set of
+    the trained models (validation accuracy, measured latency); the test split is evaluated
+    on the delivered ones only."""
     o = ctx.options
     trainer = (
         None
@@ -77,7 +78,8 @@ def export_front(
             model, metrics["final_training"] = trainer.train(arch)
         val = evaluate(model, loader_for(ctx.data.val, ctx.data, arch, 256, ctx.device))["acc"]
         built.append((entry, model, metrics, val))
-    if o.final is not None and o.final.shortlist > 1:
+    added = any(entry.shortlisted for entry in front)
+    if o.final is not None and (o.final.shortlist > 1 or added):
         keep = set(pareto_front([(val, entry.latency_ms) for entry, _, _, val in built]))
         ctx.extra["shortlist"] = [
             {

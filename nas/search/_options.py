@@ -46,6 +46,10 @@ class SearchOptions:
     # Archs (preset names, arch YAML paths or ArchConfigs) evaluated first when the study
     # is new, e.g. the hand-designed net whose latency is the budget.
     start_archs: tuple[str | ArchConfig, ...] = ()
+    # Nets to beat (presets, reference networks or arch YAML paths): each is measured on
+    # the target, and the best estimate spending most of its latency is delivered beside
+    # the front (see nas/search/_anchors.py).
+    anchors: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.latency_budget_ms > 0:
@@ -85,6 +89,7 @@ class SearchOptions:
             values["data"] = DataSpec.from_dict(values["data"])
         if values.get("final") is not None:
             values["final"] = FinalTraining.from_dict(values["final"])
+        values["anchors"] = tuple(values.get("anchors", ()))
         values["start_archs"] = tuple(
             ArchConfig.from_dict(a) if isinstance(a, dict) else a
             for a in values.get("start_archs", ())

@@ -20,7 +20,7 @@ from nas.latency import (
     default_lut_path,
     load_target,
 )
-from nas.models import Supernet
+from nas.models import Supernet, load_network
 from nas.search._options import SearchOptions, default_study_name
 from nas.space import SearchSpace, load_space
 from nas.train import FINAL, STATE, TrainConfig, fit_to_data, pick_device, train
@@ -55,6 +55,8 @@ def prepare(options: SearchOptions, log: Callable[[str], None]) -> SearchContext
         assert checkpoint is not None  # no space named: the supernet's
         known = space_of(checkpoint)
     start = [_start_params(known, arch) for arch in options.start_archs]  # before any data
+    for name in options.anchors:
+        load_network(name)  # an unknown name fails here, before any data is read
     data_spec = options.data
     if checkpoint is not None:
         trained_on = DataSpec.from_dict(checkpoint["data"]["spec"])

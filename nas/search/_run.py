@@ -11,6 +11,7 @@ import optuna
 
 from nas._errors import ConfigError
 from nas.latency import LatencyMeter
+from nas.search._anchors import anchored, measure_anchors
 from nas.search._budget import objective_budget, space_reach
 from nas.search._evaluator import Evaluator
 from nas.search._export import export_front
@@ -56,6 +57,7 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> di
         warning = space_reach(ctx, meter)
         if warning:
             log(warning)
+        anchors = measure_anchors(ctx, meter)  # in the round the search starts in
         budget = objective_budget(ctx, meter)
         evaluator = Evaluator(
             supernet,
@@ -69,7 +71,7 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> di
             seed=options.seed,
         )
         optimize(ctx, study, evaluator, budget)
-        front = final_front(ctx, study, meter, budget)
+        front = anchored(ctx, study, meter, final_front(ctx, study, meter, budget), anchors)
         if options.final is not None:
             front = shortlist(ctx, study, meter, front, options.final.shortlist)
         exported = export_front(ctx, supernet, front)
