@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import optuna
@@ -100,19 +101,23 @@ def test_distillation_uses_a_frozen_teacher_and_only_adds_its_term(supernet, dat
     assert all(torch.equal(before[k], v) for k, v in _parameters(teacher).items())
 
 
-@pytest.mark.slow
-def test_the_command_trains_a_finished_searchs_front(tmp_path, tiny_supernet, fast_target, data):
-    run = tmp_path / "run"
-    options = SearchOptions(
+def _quick_search(run, supernet, target, **options):
+    """A search of the tiny supernet at a budget that admits every arch, quietly."""
+    return SearchOptions(
         latency_budget_ms=50.0,
-        target=str(fast_target),
-        supernet=tiny_supernet,
-        trials=3,
+        target=str(target),
+        supernet=supernet,
         run=run,
         progress=False,
         bn_batches=1,
+        **options,
     )
-    summary = run_search(options, **QUIET)
+
+
+@pytest.mark.slow
+def test_the_command_trains_a_finished_searchs_front(tmp_path, tiny_supernet, fast_target, data):
+    run = tmp_path / "run"
+    summary = run_search(_quick_search(run, tiny_supernet, fast_target, trials=3), **QUIET)
     estimates = pd.read_csv(run / "pareto.csv")
     assert set(estimates.training) == {"supernet weights"}
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in SHORT.items()]
@@ -169,18 +174,8 @@ def test_anchors_deliver_the_best_estimate_that_spends_each_nets_latency(
     load_space(TINY_SPACE).max_arch.to_yaml(big)
     nets = (str(big), "mobilenet_v3_small_cifar")  # an arch of the space, a reference net
     run = tmp_path / "run"
-    options = SearchOptions(
-        latency_budget_ms=50.0,
-        target=str(fast_target),
-        supernet=tiny_supernet,
-        trials=6,
-        sampler="random",
-        run=run,
-        progress=False,
-        bn_batches=1,
-        anchors=nets,
-    )
-    summary = run_search(options, **QUIET)
+    options = _quick_search(run, tiny_supernet, fast_target, trials=6, sampler="random")
+    summary = run_search(dataclasses.replace(options, anchors=nets), **QUIET)
     study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{run / 'study.db'}")
     searched = [
         (t.user_attrs["arch_hash"], t.user_attrs["val_acc"], t.user_attrs["latency_ms"])

@@ -91,16 +91,17 @@ def anchored(
     arch already in ``front`` counts as the anchor's and is not added twice."""
     if not anchors:
         return front
+    ceiling = ctx.options.latency_budget_ms
     searched: dict[str, tuple[int, Evaluation, float]] = {}  # hash -> trial, evaluation, ms
     for t in complete_trials(study):
         if "val_acc" in t.user_attrs:
             ev = Evaluation.from_attrs(t.user_attrs, t.values[1])
             ms = ev.latency_ms if ev.latency_ms is not None else ev.predicted_ms
-            if ms is not None:  # a FLOPs search measures no trial
+            # a FLOPs search measures no trial; an arch over the budget is never delivered
+            if ms is not None and ms <= ceiling:
                 searched.setdefault(ev.arch.hash, (t.number, ev, ms))
     figures = [(h, ev.val_acc, ms) for h, (_, ev, ms) in searched.items()]
     entries = {e.evaluation.arch.hash: e for e in front}
-    ceiling = ctx.options.latency_budget_ms
     for anchor, note in zip(anchors, ctx.extra["anchors"], strict=True):
         note["window_ms"] = [share * anchor.latency_ms for share in WINDOW]
         note["arch_hash"] = None

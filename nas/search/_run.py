@@ -75,7 +75,7 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> di
         if options.final is not None:
             front = shortlist(ctx, study, meter, front, options.final.shortlist)
         exported = export_front(ctx, supernet, front)
-        summary = write_summary(ctx, study, front, exported, budget, time.time() - started)
+        summary = write_summary(ctx, study, exported, budget, time.time() - started)
     finally:
         meter.close()
     print_summary(ctx, summary, exported, log)

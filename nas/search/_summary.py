@@ -10,7 +10,6 @@ import optuna
 from nas.env import machine_info
 from nas.io import write_json_atomic
 from nas.latency import format_ms
-from nas.search._front import FrontEntry
 from nas.search._pareto import hypervolume
 from nas.search._prepare import SearchContext
 from nas.search._study import mask_url
@@ -19,7 +18,6 @@ from nas.search._study import mask_url
 def write_summary(
     ctx: SearchContext,
     study: optuna.Study,
-    front: list[FrontEntry],
     rows: list[dict[str, Any]],
     budget: float,
     seconds: float,
