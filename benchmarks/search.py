@@ -115,17 +115,17 @@ def main() -> None:
         base_label = label_of[_cifar.BUDGET_BASELINES[case.baseline]]
         base = load_checkpoint(baselines[base_label], kind="model")["metrics"]
         base_ms = samples[(case.target, base_label)]
-
-        def ratios_of(p: Pick, target: str = case.target, base_ms: list[float] = base_ms):
-            pick_ms = samples[(target, f"pick {p.arch.hash}")]
-            return [a / b for a, b in zip(pick_ms, base_ms, strict=True)]
-
-        fitting = [p for p in pools[case.target].values() if statistics.median(ratios_of(p)) <= 1]
+        pool = pools[case.target]
+        ratios_of = {  # per candidate, its latency over the baseline's, round by round
+            h: [a / b for a, b in zip(samples[(case.target, f"pick {h}")], base_ms, strict=True)]
+            for h in pool
+        }
+        fitting = [p for h, p in pool.items() if statistics.median(ratios_of[h]) <= 1]
         # a tie goes to the better supernet estimate
         pick = max(fitting or own, key=lambda p: (p.metrics["val_acc"], p.estimate))
         mine, arch = pick.metrics, pick.arch
         pick_ms = samples[(case.target, f"pick {arch.hash}")]
-        ratios = ratios_of(pick)
+        ratios = ratios_of[arch.hash]
         gain = 100 * (mine["test_acc"] - base["test_acc"])
         ratio = statistics.median(ratios)
         source = next(c for c, ps in trained.items() if pick in ps and c.target == case.target)

@@ -220,13 +220,9 @@ def start_archs(config: PipelineConfig) -> tuple[ArchConfig, ...]:
     budget that admits the whole space never came below 0.42 ms on cpu-ort-1t, where x0.5
     runs 0.41 ms and the smallest arch 0.24 ms."""
     space = load_space(config.space)
-    data_axes = {k: v for k, v in space.fixed.items() if k in ("num_classes", "in_channels")}
-    held = [
-        PRESETS[name].replace(**data_axes)
-        for name in (config.baselines.models if config.baselines else ())
-        if name in PRESETS and PRESETS[name].replace(**data_axes) in space
-    ]
-    return (space.min_arch, *held)
+    names = config.baselines.models if config.baselines else ()
+    presets = [space.adapt(PRESETS[name]) for name in names if name in PRESETS]
+    return (space.min_arch, *(arch for arch in presets if arch in space))
 
 
 def _final(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -> bool:

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
 
 import optuna
 
 from nas.arch import ArchConfig
-from nas.latency import LatencyMeter, PassSummary, format_ms, measure_passes
+from nas.latency import LatencyMeter, Measurement, PassSummary, format_ms, measure_passes
 from nas.models import ReferenceNet, load_network
 from nas.search._evaluator import Evaluation
-from nas.search._front import FrontEntry
-from nas.search._objective import complete_trials
+from nas.search._front import FrontEntry, evaluated_archs
 from nas.search._prepare import SearchContext
 from nas.train import fit_to_data
 
@@ -63,7 +61,7 @@ def measure_anchors(ctx: SearchContext, meter: LatencyMeter) -> list[Anchor]:
     return anchors
 
 
-def _measure_reference(meter: LatencyMeter, net: ReferenceNet, repeat: int = 0) -> Any:
+def _measure_reference(meter: LatencyMeter, net: ReferenceNet, repeat: int = 0) -> Measurement:
     shape = (1, net.in_channels, net.resolution, net.resolution)
     key = f"net:{json.dumps(net.to_dict(), sort_keys=True)}:{repeat}"
     return meter.measure_module(net.build().eval(), shape, key=key)
@@ -93,13 +91,11 @@ def anchored(
         return front
     ceiling = ctx.options.latency_budget_ms
     searched: dict[str, tuple[int, Evaluation, float]] = {}  # hash -> trial, evaluation, ms
-    for t in complete_trials(study):
-        if "val_acc" in t.user_attrs:
-            ev = Evaluation.from_attrs(t.user_attrs, t.values[1])
-            ms = ev.latency_ms if ev.latency_ms is not None else ev.predicted_ms
-            # a FLOPs search measures no trial; an arch over the budget is never delivered
-            if ms is not None and ms <= ceiling:
-                searched.setdefault(ev.arch.hash, (t.number, ev, ms))
+    for arch_hash, (number, ev) in evaluated_archs(study).items():
+        ms = ev.latency_ms if ev.latency_ms is not None else ev.predicted_ms
+        # a FLOPs search measures no trial; an arch over the budget is never delivered
+        if ms is not None and ms <= ceiling:
+            searched[arch_hash] = (number, ev, ms)
     figures = [(h, ev.val_acc, ms) for h, (_, ev, ms) in searched.items()]
     entries = {e.evaluation.arch.hash: e for e in front}
     for anchor, note in zip(anchors, ctx.extra["anchors"], strict=True):

@@ -65,6 +65,16 @@ def final_front(
     return [feasible[i] for i in keep]
 
 
+def evaluated_archs(study: optuna.Study) -> dict[str, tuple[int, Evaluation]]:
+    """Every arch the study evaluated, by hash: its first trial's number and evaluation."""
+    evaluations: dict[str, tuple[int, Evaluation]] = {}
+    for t in complete_trials(study):
+        if "val_acc" in t.user_attrs:
+            ev = Evaluation.from_attrs(t.user_attrs, t.values[1])
+            evaluations.setdefault(ev.arch.hash, (t.number, ev))
+    return evaluations
+
+
 def rivals(
     front: list[tuple[str, float]], trials: list[tuple[str, float, float]], size: int
 ) -> list[str]:
@@ -100,11 +110,7 @@ def shortlist(
     choosing on trained validation accuracy beats trusting the best estimate."""
     if size <= 1 or not front:
         return front
-    evaluations: dict[str, tuple[int, Evaluation]] = {}
-    for t in complete_trials(study):
-        if "val_acc" in t.user_attrs:
-            ev = Evaluation.from_attrs(t.user_attrs, t.values[1])
-            evaluations.setdefault(ev.arch.hash, (t.number, ev))
+    evaluations = evaluated_archs(study)
     chosen = rivals(
         [(e.evaluation.arch.hash, e.evaluation.objective) for e in front],
         [(h, ev.val_acc, ev.objective) for h, (_, ev) in evaluations.items()],

@@ -107,15 +107,13 @@ def prepare(options: SearchOptions, log: Callable[[str], None]) -> SearchContext
 def _start_params(space: SearchSpace, given: str | ArchConfig) -> dict[str, Any]:
     """The searched axes' values of a start arch, checked to lie in the space (its class
     and channel counts follow the data, like every arch of the search)."""
-    arch = load_arch(given) if isinstance(given, str) else given
-    params = arch.to_params()
-    params.update({k: v for k, v in space.fixed.items() if k in ("num_classes", "in_channels")})
+    arch = space.adapt(load_arch(given) if isinstance(given, str) else given)
     try:
-        space.check(ArchConfig.from_params(params))
+        space.check(arch)
     except ConfigError as exc:
-        name = given if isinstance(given, str) else arch.hash
+        name = given if isinstance(given, str) else given.hash
         raise ConfigError(f"start arch {name}: {exc}") from None
-    return {k: v for k, v in params.items() if k in space.searchable}
+    return {k: v for k, v in arch.to_params().items() if k in space.searchable}
 
 
 def load_supernet(ctx: SearchContext) -> Supernet:

@@ -134,6 +134,12 @@ class SearchSpace:
             self.name, {**self.choices, **{k: [v] for k, v in values.items()}}, self.description
         )
 
+    def adapt(self, arch: ArchConfig) -> ArchConfig:
+        """``arch`` with this space's class count and input channels: the axes the data
+        sets, not the design (e.g. a preset built for 10 classes, searched on 100)."""
+        data_axes = ("num_classes", "in_channels")
+        return arch.replace(**{k: v for k, v in self.fixed.items() if k in data_axes})
+
     # -- membership -----------------------------------------------------------------------
 
     def check(self, arch: ArchConfig) -> None:
