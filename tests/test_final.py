@@ -17,7 +17,7 @@ from nas.data import DataSpec, load_data
 from nas.final import FinalTraining, FrontTrainer
 from nas.final.__main__ import main as final_main
 from nas.search import SearchOptions, run_search
-from nas.search._anchors import TRIES, WINDOW, candidates
+from nas.search._anchors import EXPLORE_BELOW, TRIES, WINDOW, candidates, explore_from
 from nas.search._front import rivals
 from nas.search._pareto import pareto_front
 from nas.space import load_space
@@ -174,7 +174,7 @@ def test_anchors_deliver_the_best_estimate_that_spends_each_nets_latency(
     load_space(TINY_SPACE).max_arch.to_yaml(big)
     nets = (str(big), "mobilenet_v3_small_cifar")  # an arch of the space, a reference net
     run = tmp_path / "run"
-    options = _quick_search(run, tiny_supernet, fast_target, trials=6, sampler="random")
+    options = _quick_search(run, tiny_supernet, fast_target, trials=6, sampler="random", explore=4)
     summary = run_search(dataclasses.replace(options, anchors=nets), **QUIET)
     study = optuna.load_study(study_name=summary["study"], storage=f"sqlite:///{run / 'study.db'}")
     searched = [
@@ -193,6 +193,55 @@ def test_anchors_deliver_the_best_estimate_that_spends_each_nets_latency(
     # the space's largest arch is slower than whatever else the search tried
     assert summary["anchors"][0]["arch_hash"] is not None
     assert json.loads((run / "summary.json").read_text())["options"]["anchors"] == list(nets)
+
+    # an anchor whose window held too few of the search's archs got trials of its own: the
+    # neighbours of the best arch in its window (or the one nearest it) not yet evaluated
+    space = load_space(TINY_SPACE)
+    trials = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    drawn = [t for t in trials if "explore" not in t.user_attrs]
+    assert len(drawn) == 6
+    seen = [
+        (space.arch_from_params(t.params), t.user_attrs["val_acc"], t.user_attrs["latency_ms"])
+        for t in drawn
+    ]
+    explored = 0
+    for anchor in summary["anchors"]:
+        plan = anchor["explored"]
+        ms = anchor["latency_ms"]
+        ran = {
+            t.user_attrs["arch_hash"]
+            for t in trials
+            if t.user_attrs.get("explore") == anchor["name"]
+        }
+        if plan["from"] is None:
+            assert plan["in_window"] >= EXPLORE_BELOW and not ran
+            continue
+        explored += 1
+        assert plan["in_window"] < EXPLORE_BELOW and plan["trials"] == len(ran) > 0
+        assert len(ran) <= 4  # --explore 4
+        if explored == 1:  # the first explored anchor starts from the search's archs alone
+            assert plan["from"] == explore_from(seen, ms).hash
+            assert plan["in_window"] == sum(WINDOW[0] * ms <= x <= WINDOW[1] * ms for *_, x in seen)
+        start = next(t for t in trials if t.user_attrs["arch_hash"] == plan["from"])
+        neighbours = {a.hash for a in space.neighbours(space.arch_from_params(start.params))}
+        assert ran <= neighbours and not ran & {a.hash for a, *_ in seen}
+    assert explored  # 6 random trials leave a window nearly empty
+
+    # resumed, the search runs no trial again
+    again = run_search(dataclasses.replace(options, anchors=nets), **QUIET)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == len(trials)
+    assert [a["explored"] for a in again["anchors"]] == [a["explored"] for a in summary["anchors"]]
+
+
+def test_exploration_starts_from_the_best_estimate_in_the_window_or_the_arch_nearest_it():
+    a, b, c, d = (load_space(TINY_SPACE).sample(i) for i in range(4))
+    searched = [(a, 0.50, 10.0), (b, 0.40, 9.0), (c, 0.60, 5.0), (d, 0.70, 12.0)]
+    assert explore_from(searched, 10.0) is b  # 8.0-9.7 ms holds b alone
+    assert explore_from(searched, 11.0) is a  # a and b inside: the better estimate
+    assert explore_from(searched, 7.0) is c  # 5.6-6.79 ms is empty: c is 1.12x under it
+    assert explore_from(searched, 2.0) is c  # faster than every arch: the fastest
+    assert explore_from(searched, 20.0) is d  # slower than every arch: the slowest
+    assert explore_from([], 10.0) is None
 
 
 def test_anchor_candidates_are_the_best_estimates_that_spend_most_of_the_latency():

@@ -51,7 +51,13 @@ def _config(root: Path) -> dict:
         "space": str(TINY_SPACE),
         "target": str(torch_target),
         "supernet": {"epochs": 1, "steps_per_epoch": 3, "batch_size": 32},
-        "search": {"latency_budget": "50ms", "trials": 3, "bn_batches": 1, "sampler": "random"},
+        "search": {
+            "latency_budget": "50ms",
+            "trials": 3,
+            "bn_batches": 1,
+            "sampler": "random",
+            "explore": 2,
+        },
         "final": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 32},
         "baselines": {
             "models": ["shufflenet_v2_x0_5_cifar", "mobilenet_v3_small_cifar"],
@@ -143,6 +149,10 @@ def test_pipeline_runs_every_stage_and_the_report_matches_the_run(pipeline_run):
     assert study.trials[0].user_attrs["arch_hash"] == load_space(TINY_SPACE).min_arch.hash
     # ... and delivered, per baseline, its best estimate at that baseline's latency
     assert tuple(a["name"] for a in summary["anchors"]) == tuple(config.baselines.models)
+    # the config's explore: 2 caps each anchor's extra trials
+    for anchor in summary["anchors"]:
+        ran = [t for t in study.trials if t.user_attrs.get("explore") == anchor["name"]]
+        assert len(ran) == anchor["explored"].get("trials", 0) <= 2
 
 
 @pytest.mark.slow
@@ -238,6 +248,7 @@ def test_pipeline_config_errors_are_one_line(tmp_path, capsys):
         (yaml.safe_dump({**good, "surprise": 1}), "unknown section 'surprise'"),
         (yaml.safe_dump({**good, "search": {"latency_budget": "25"}}), "search.latency_budget"),
         (yaml.safe_dump({**good, "prune": {"ratio": 0.3, "speed": 2}}), "prune.speed"),
+        (yaml.safe_dump({**good, "search": {"explore": -1}}), "search: explore must be"),
         (yaml.safe_dump({**good, "baselines": {"models": ["resnet9000"]}}), "resnet9000"),
     ]
     for text, message in cases:

@@ -261,6 +261,7 @@ def _cli(*args, env=None, **kw):
             "start arch shufflenet_v2_x1_0: arch",
         ),
         (["--latency-budget", "25ms", "--anchor", "resnet18"], "unknown arch 'resnet18'"),
+        (["--latency-budget", "25ms", "--explore", "-1"], "--explore must be >= 0"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):

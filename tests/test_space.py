@@ -48,6 +48,29 @@ def test_optuna_round_trip(name):
     assert space.suggest(trial) in space
 
 
+def test_neighbours_are_one_choice_away_on_one_axis():
+    space = load_space("shufflenetv2_cifar")
+    # the smallest arch can only grow: one neighbour per searched axis
+    up = space.neighbours(space.min_arch)
+    assert len(up) == len(space.searchable) == 12
+    arch = space.sample(3)
+    found = space.neighbours(arch)
+    params = arch.to_params()
+    assert len({a.hash for a in found}) == len(found) and arch.hash not in {a.hash for a in found}
+    ends = sum(params[k] in (v[0], v[-1]) for k, v in space.searchable.items())
+    assert len(found) == 2 * len(space.searchable) - ends
+    for other in found:
+        assert other in space
+        changed = [k for k, v in other.to_params().items() if v != params[k]]
+        assert len(changed) == 1
+        options = space.choices[changed[0]]
+        step = options.index(other.to_params()[changed[0]]) - options.index(params[changed[0]])
+        assert abs(step) == 1
+    outside = space.max_arch.replace(resolution=40)
+    with pytest.raises(ConfigError, match="outside search space"):
+        space.neighbours(outside)
+
+
 def test_default_cifar_space_covers_torchvision():
     space = load_space("shufflenetv2_cifar")
     widths = [space.choices[f"stage{i}.width"] for i in (2, 3, 4)]

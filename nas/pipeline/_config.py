@@ -26,6 +26,13 @@ class SearchStage:
     sampler: str = "nsga2"
     proxy: str = "measured"
     bn_batches: int = 4
+    explore: int | None = None  # see nas.search's --explore
+
+    def __post_init__(self) -> None:
+        if self.explore is not None and (not isinstance(self.explore, int) or self.explore < 0):
+            raise ConfigError(
+                f"explore must be a whole number >= 0 (0: none), got {self.explore!r}"
+            )
 
     @property
     def budget_ms(self) -> float:

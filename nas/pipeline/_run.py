@@ -202,6 +202,7 @@ def _search(config: PipelineConfig, progress: bool, log: Callable[[str], None]) 
             proxy=s.proxy,
             seed=config.seed,
             bn_batches=s.bn_batches,
+            explore=s.explore,
             device=config.device,
             progress=progress,
             start_archs=start_archs(config),

@@ -54,6 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--explore",
+        type=int,
+        metavar="N",
+        help="at most N trials per anchor whose latency window the search left nearly empty "
+        "(default: every neighbour of its best arch there; 0: none)",
+    )
+    parser.add_argument(
         "--start-arch",
         action="append",
         default=[],
@@ -67,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="NET",
         help="a net to beat (preset, reference network such as mobilenet_v3_small_cifar, or "
         "arch YAML): measured on the target, and the best estimate using 80-97%% of its "
-        "latency is delivered beside the front; repeatable",
+        "latency is delivered beside the front (a window the search left nearly empty is "
+        "explored first: its best arch's neighbours evaluated); repeatable",
     )
     parser.add_argument(
         "--bn-batches",
@@ -131,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=args.device,
         progress=not args.no_progress,
         start_archs=tuple(args.start_arch),
+        explore=args.explore,
         anchors=tuple(args.anchor),
     )
     run_search(options)

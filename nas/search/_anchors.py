@@ -8,20 +8,28 @@ estimated Pareto front is largely chance. One lucky fast arch dominates every sl
 and the front can stop far below a hand-designed net's latency; trained, the archs that use
 that latency win (``benchmarks/search.py``, whose per-budget searches pick near the
 budget, beats x1.0 by 4.9 points). An anchor asks for that arch explicitly.
+
+And where the search drew (almost) nothing near a net's latency, the anchor draws there
+itself: TPE at a budget that admits the whole space samples little of its fast corner
+(``benchmarks/results/mbv3-slot-ort``: 1 of 40 trials near MobileNetV3-small, while the
+smallest arch's one-step neighbours, all that fast, trained 1-3 points better).
 """
 
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 
 from nas.arch import ArchConfig
 from nas.latency import LatencyMeter, Measurement, PassSummary, format_ms, measure_passes
 from nas.models import ReferenceNet, load_network
-from nas.search._evaluator import Evaluation
+from nas.search._evaluator import Evaluation, Evaluator
 from nas.search._front import FrontEntry, evaluated_archs
+from nas.search._objective import run_waiting
 from nas.search._prepare import SearchContext
 from nas.train import fit_to_data
 
@@ -32,6 +40,10 @@ from nas.train import fit_to_data
 WINDOW = (0.8, 0.97)
 #: Candidates measured end to end per anchor, best estimate first, until one is no slower.
 TRIES = 3
+#: An anchor whose window holds fewer searched archs than this is explored: the neighbours
+#: (one choice away on one axis) of the best arch in the window, or of the arch nearest it,
+#: are evaluated as extra trials of the study, at most two per searched axis.
+EXPLORE_BELOW = 3
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,74 @@ def _measure_reference(meter: LatencyMeter, net: ReferenceNet, repeat: int = 0) 
     shape = (1, net.in_channels, net.resolution, net.resolution)
     key = f"net:{json.dumps(net.to_dict(), sort_keys=True)}:{repeat}"
     return meter.measure_module(net.build().eval(), shape, key=key)
+
+
+def explore(
+    ctx: SearchContext,
+    study: optuna.Study,
+    evaluator: Evaluator,
+    budget: float,
+    anchors: list[Anchor],
+) -> None:
+    """Per anchor whose window holds fewer than :data:`EXPLORE_BELOW` searched archs, the
+    neighbours of :func:`explore_from`'s arch run as trials of ``study``. The plan is kept
+    in the study (``explore:<net>``), so a resumed search runs what is left of the same one."""
+    for anchor, note in zip(anchors, ctx.extra["anchors"], strict=True):
+        key = f"explore:{anchor.name}"
+        plan = study.user_attrs.get(key)
+        if plan is None:
+            plan = _plan(ctx, study, anchor.latency_ms)
+            for params in plan.pop("params"):
+                # a resumed plan enqueues nothing twice
+                study.enqueue_trial(params, {"explore": anchor.name}, skip_if_exists=True)
+            study.set_user_attr(key, plan)
+        note["explored"] = plan
+        if plan["from"] is None:
+            continue
+        ran = run_waiting(ctx, study, evaluator, budget, f"explore {anchor.name}")
+        if ran:
+            ctx.log(
+                f"anchor {anchor.name}: {plan['in_window']} searched archs in its window; "
+                f"{ran} neighbours of {plan['from']} evaluated"
+            )
+
+
+def _plan(ctx: SearchContext, study: optuna.Study, latency_ms: float) -> dict[str, Any]:
+    searched = {}
+    for _, ev in evaluated_archs(study).values():
+        ms = ev.latency_ms if ev.latency_ms is not None else ev.predicted_ms
+        if ms is not None:  # a FLOPs search measures nothing to explore by
+            searched[ev.arch.hash] = (ev.arch, ev.val_acc, ms)
+    seed = explore_from(list(searched.values()), latency_ms)
+    lo, hi = (share * latency_ms for share in WINDOW)
+    in_window = sum(lo <= ms <= hi for _, _, ms in searched.values())
+    plan: dict[str, Any] = {"from": None, "in_window": in_window, "params": []}
+    if seed is not None and in_window < EXPLORE_BELOW and ctx.options.explore != 0:
+        fresh = [a for a in ctx.space.neighbours(seed) if a.hash not in searched]
+        cap = ctx.options.explore
+        if cap is not None and len(fresh) > cap:  # a fair draw, in the neighbours' order
+            keep = set(random.Random(ctx.options.seed).sample(range(len(fresh)), cap))
+            fresh = [a for i, a in enumerate(fresh) if i in keep]
+        names = ctx.space.searchable
+        plan["from"] = seed.hash
+        plan["params"] = [{k: v for k, v in a.to_params().items() if k in names} for a in fresh]
+        plan["trials"] = len(fresh)
+    return plan
+
+
+def explore_from(
+    searched: list[tuple[ArchConfig, float, float]], latency_ms: float
+) -> ArchConfig | None:
+    """Of ``searched`` archs ``(arch, estimate, search latency)``, the one to explore around
+    for a net of ``latency_ms``: the best estimate within :data:`WINDOW` of its latency, or
+    the arch whose latency lies nearest the window (by ratio)."""
+    if not searched:
+        return None
+    lo, hi = (share * latency_ms for share in WINDOW)
+    inside = [s for s in searched if lo <= s[2] <= hi]
+    if inside:
+        return max(inside, key=lambda s: s[1])[0]
+    return min(searched, key=lambda s: max(lo / s[2], s[2] / hi))[0]
 
 
 def candidates(searched: list[tuple[str, float, float]], latency_ms: float) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 
 import optuna
 from tqdm.auto import tqdm
@@ -18,17 +19,42 @@ def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def optimize(ctx: SearchContext, study: optuna.Study, evaluator: Evaluator, budget: float) -> None:
+    """Run the study up to ``--trials`` complete trials (a resumed study only the rest)."""
     o = ctx.options
     done = len(complete_trials(study))
     remaining = max(0, o.trials - done)
-    unit = PROXIES[o.proxy].unit
     if done:
         ctx.log(f"study {ctx.study_name}: {done} trials already complete, {remaining} to go")
     if remaining == 0:
         return
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    bar = tqdm(total=remaining, desc="search", unit="trial", disable=not o.progress)
+    # the cap counts complete trials, so that failed ones are made up for
+    cap = optuna.study.MaxTrialsCallback(o.trials, states=(optuna.trial.TrialState.COMPLETE,))
+    _run_trials(ctx, study, evaluator, budget, remaining, "search", [cap], o.timeout_s)
 
+
+def run_waiting(
+    ctx: SearchContext, study: optuna.Study, evaluator: Evaluator, budget: float, desc: str
+) -> int:
+    """Run the trials enqueued in ``study`` and not run yet; returns how many there were."""
+    waiting = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+    if waiting:
+        _run_trials(ctx, study, evaluator, budget, waiting, desc, [], None)
+    return waiting
+
+
+def _run_trials(
+    ctx: SearchContext,
+    study: optuna.Study,
+    evaluator: Evaluator,
+    budget: float,
+    n_trials: int,
+    desc: str,
+    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]],
+    timeout_s: float | None,
+) -> None:
+    unit = PROXIES[ctx.options.proxy].unit
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    bar = tqdm(total=n_trials, desc=desc, unit="trial", disable=not ctx.options.progress)
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
@@ -59,11 +85,9 @@ def optimize(ctx: SearchContext, study: optuna.Study, evaluator: Evaluator, budg
     try:
         study.optimize(
             objective,
-            n_trials=remaining,
-            timeout=o.timeout_s,
-            callbacks=[
-                optuna.study.MaxTrialsCallback(o.trials, states=(optuna.trial.TrialState.COMPLETE,))
-            ],
+            n_trials=n_trials,
+            timeout=timeout_s,
+            callbacks=callbacks,
             # a failed measurement (a remote device gone, a model the runtime rejects)
             # fails that trial; the search goes on
             catch=(RuntimeError, MeasurementError),

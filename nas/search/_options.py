@@ -50,6 +50,9 @@ class SearchOptions:
     # the target, and the best estimate spending most of its latency is delivered beside
     # the front (see nas/search/_anchors.py).
     anchors: tuple[str, ...] = ()
+    # At most this many exploration trials per anchor whose window the search left nearly
+    # empty (None: every neighbour of its arch; 0: no exploration).
+    explore: int | None = None
 
     def __post_init__(self) -> None:
         if not self.latency_budget_ms > 0:
@@ -64,6 +67,8 @@ class SearchOptions:
             raise ConfigError("--trials must be >= 1")
         if self.bn_batches < 1:
             raise ConfigError("--bn-batches must be >= 1")
+        if self.explore is not None and self.explore < 0:
+            raise ConfigError("--explore must be >= 0 (0: no exploration)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (JSON): recorded in ``summary.json`` so a run can be continued."""

@@ -11,7 +11,7 @@ import optuna
 
 from nas._errors import ConfigError
 from nas.latency import LatencyMeter
-from nas.search._anchors import anchored, measure_anchors
+from nas.search._anchors import anchored, explore, measure_anchors
 from nas.search._budget import objective_budget, space_reach
 from nas.search._evaluator import Evaluator
 from nas.search._export import export_front
@@ -71,6 +71,7 @@ def run_search(options: SearchOptions, log: Callable[[str], None] = print) -> di
             seed=options.seed,
         )
         optimize(ctx, study, evaluator, budget)
+        explore(ctx, study, evaluator, budget, anchors)  # where the search drew too little
         front = anchored(ctx, study, meter, final_front(ctx, study, meter, budget), anchors)
         if options.final is not None:
             front = shortlist(ctx, study, meter, front, options.final.shortlist)

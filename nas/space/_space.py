@@ -128,6 +128,19 @@ class SearchSpace:
         self.check(arch)
         return arch
 
+    def neighbours(self, arch: ArchConfig) -> list[ArchConfig]:
+        """The archs one choice away from ``arch`` (in this space) on one searched axis,
+        down before up, axes in order: the local moves around an arch."""
+        self.check(arch)
+        params = arch.to_params()
+        found = []
+        for key, options in self.searchable.items():
+            at = options.index(params[key])
+            for step in (-1, 1):
+                if 0 <= at + step < len(options):
+                    found.append(ArchConfig.from_params({**params, key: options[at + step]}))
+        return found
+
     def with_fixed(self, **values: Any) -> SearchSpace:
         """A copy with some axes fixed to one value, e.g. ``num_classes=3`` for a dataset."""
         return SearchSpace(
