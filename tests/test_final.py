@@ -232,6 +232,26 @@ def test_anchors_deliver_the_best_estimate_that_spends_each_nets_latency(
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == len(trials)
     assert [a["explored"] for a in again["anchors"]] == [a["explored"] for a in summary["anchors"]]
 
+    # killed mid-exploration, with --trials raised on resume: the waiting neighbour runs
+    # first, then the search draws as many trials as --trials grew by (explorations do not
+    # count towards it), and the stored plans add nothing
+    held = {t.user_attrs["arch_hash"] for t in study.get_trials() if "arch_hash" in t.user_attrs}
+    left = next(
+        a
+        for t in drawn
+        for a in space.neighbours(space.arch_from_params(t.params))
+        if a.hash not in held
+    )
+    study.enqueue_trial(
+        {k: v for k, v in left.to_params().items() if k in space.searchable}, {"explore": nets[1]}
+    )
+    more = run_search(dataclasses.replace(options, anchors=nets, trials=8), **QUIET)
+    after = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert sum("explore" not in t.user_attrs for t in after) == 8
+    assert more["trials"]["explored"] == len(after) - 8 == len(trials) - 6 + 1
+    assert any(t.user_attrs["arch_hash"] == left.hash for t in after)
+    assert not study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+
 
 def test_exploration_starts_from_the_best_estimate_in_the_window_or_the_arch_nearest_it():
     a, b, c, d = (load_space(TINY_SPACE).sample(i) for i in range(4))

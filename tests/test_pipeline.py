@@ -153,6 +153,8 @@ def test_pipeline_runs_every_stage_and_the_report_matches_the_run(pipeline_run):
     for anchor in summary["anchors"]:
         ran = [t for t in study.trials if t.user_attrs.get("explore") == anchor["name"]]
         assert len(ran) == anchor["explored"].get("trials", 0) <= 2
+    assert any(a["explored"]["from"] for a in summary["anchors"])  # one window nearly empty
+    assert summary["trials"]["explored"] == sum("explore" in t.user_attrs for t in study.trials)
 
 
 @pytest.mark.slow

@@ -45,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         device=args.device or options.device,
         progress=not args.no_progress,
         timeout_s=None,
+        explore=0,  # no new trials: an exploration the search left unfinished is finished
     )
     run_search(options)
     return 0

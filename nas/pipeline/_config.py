@@ -29,7 +29,8 @@ class SearchStage:
     explore: int | None = None  # see nas.search's --explore
 
     def __post_init__(self) -> None:
-        if self.explore is not None and (not isinstance(self.explore, int) or self.explore < 0):
+        whole = isinstance(self.explore, int) and not isinstance(self.explore, bool)
+        if self.explore is not None and (not whole or self.explore < 0):
             raise ConfigError(
                 f"explore must be a whole number >= 0 (0: none), got {self.explore!r}"
             )

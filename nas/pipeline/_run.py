@@ -186,7 +186,8 @@ def _search(config: PipelineConfig, progress: bool, log: Callable[[str], None]) 
     summary = config.run / "summary.json"
     if summary.is_file() and (config.run / "pareto.csv").is_file():
         done = json.loads(summary.read_text())
-        if done["trials"]["complete"] >= s.trials and done["latency_budget_ms"] == s.budget_ms:
+        searched = done["trials"]["complete"] - done["trials"].get("explored", 0)
+        if searched >= s.trials and done["latency_budget_ms"] == s.budget_ms:
             return False
     run_search(
         SearchOptions(
@@ -238,7 +239,9 @@ def _final(config: PipelineConfig, progress: bool, log: Callable[[str], None]) -
     if trained is not None and FinalTraining.from_dict(trained) == config.final:
         return False
     options = SearchOptions.of_run(config.run)
-    run_search(dataclasses.replace(options, final=config.final, progress=progress), log=log)
+    # explore=0: an anchor the search stage did not explore is not explored now
+    options = dataclasses.replace(options, final=config.final, explore=0, progress=progress)
+    run_search(options, log=log)
     return True
 
 

@@ -42,7 +42,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--trials", type=int, default=40, help="complete trials the study should reach (default 40)"
     )
-    parser.add_argument("--timeout", type=float, help="stop after this many seconds")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        help="stop sampling after this many seconds (anchors' exploration not included)",
+    )
     parser.add_argument("--sampler", default="tpe", help="tpe (default), nsga2 or random")
     parser.add_argument("--storage", help="Optuna storage URL (default: SQLite in the run dir)")
     parser.add_argument("--study-name", help="default: <space>-<target>-<budget>")
@@ -58,7 +62,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         metavar="N",
         help="at most N trials per anchor whose latency window the search left nearly empty "
-        "(default: every neighbour of its best arch there; 0: none)",
+        "(default: every neighbour of the best arch there, or of the arch nearest it; "
+        "0: none; a plan already stored in the study is finished as it is)",
     )
     parser.add_argument(
         "--start-arch",
@@ -75,7 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="a net to beat (preset, reference network such as mobilenet_v3_small_cifar, or "
         "arch YAML): measured on the target, and the best estimate using 80-97%% of its "
         "latency is delivered beside the front (a window the search left nearly empty is "
-        "explored first: its best arch's neighbours evaluated); repeatable",
+        "explored first: the neighbours of its best arch, or of the nearest, evaluated); "
+        "repeatable",
     )
     parser.add_argument(
         "--bn-batches",

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import optuna
 
@@ -44,6 +44,8 @@ TRIES = 3
 #: (one choice away on one axis) of the best arch in the window, or of the arch nearest it,
 #: are evaluated as extra trials of the study, at most two per searched axis.
 EXPLORE_BELOW = 3
+
+_S = TypeVar("_S", bound=tuple[Any, ...])
 
 
 @dataclass(frozen=True)
@@ -94,9 +96,12 @@ def explore(
         plan = study.user_attrs.get(key)
         if plan is None:
             plan = _plan(ctx, study, anchor.latency_ms)
+            before = _waiting(study)
             for params in plan.pop("params"):
-                # a resumed plan enqueues nothing twice
+                # nothing twice: not an arch a trial of any state (a failed one too) holds
                 study.enqueue_trial(params, {"explore": anchor.name}, skip_if_exists=True)
+            if plan["from"] is not None:
+                plan["trials"] = _waiting(study) - before
             study.set_user_attr(key, plan)
         note["explored"] = plan
         if plan["from"] is None:
@@ -109,18 +114,18 @@ def explore(
             )
 
 
+def _waiting(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+
+
 def _plan(ctx: SearchContext, study: optuna.Study, latency_ms: float) -> dict[str, Any]:
-    searched = {}
-    for _, ev in evaluated_archs(study).values():
-        ms = ev.latency_ms if ev.latency_ms is not None else ev.predicted_ms
-        if ms is not None:  # a FLOPs search measures nothing to explore by
-            searched[ev.arch.hash] = (ev.arch, ev.val_acc, ms)
-    seed = explore_from(list(searched.values()), latency_ms)
-    lo, hi = (share * latency_ms for share in WINDOW)
-    in_window = sum(lo <= ms <= hi for _, _, ms in searched.values())
+    evaluated = evaluated_archs(study)
+    searched = [(ev.arch, ev.val_acc, ms) for _, ev, ms in _deliverable(ctx, evaluated).values()]
+    seed = explore_from(searched, latency_ms)
+    in_window = len(_inside(searched, latency_ms))
     plan: dict[str, Any] = {"from": None, "in_window": in_window, "params": []}
     if seed is not None and in_window < EXPLORE_BELOW and ctx.options.explore != 0:
-        fresh = [a for a in ctx.space.neighbours(seed) if a.hash not in searched]
+        fresh = [a for a in ctx.space.neighbours(seed) if a.hash not in evaluated]
         cap = ctx.options.explore
         if cap is not None and len(fresh) > cap:  # a fair draw, in the neighbours' order
             keep = set(random.Random(ctx.options.seed).sample(range(len(fresh)), cap))
@@ -128,8 +133,32 @@ def _plan(ctx: SearchContext, study: optuna.Study, latency_ms: float) -> dict[st
         names = ctx.space.searchable
         plan["from"] = seed.hash
         plan["params"] = [{k: v for k, v in a.to_params().items() if k in names} for a in fresh]
-        plan["trials"] = len(fresh)
     return plan
+
+
+def _deliverable(
+    ctx: SearchContext, evaluated: dict[str, tuple[int, Evaluation]]
+) -> dict[str, tuple[int, Evaluation, float]]:
+    """Of the study's ``evaluated`` archs, those an anchor may deliver, by hash: trial
+    number, evaluation and search latency (measured, or a lookup table's prediction); a
+    FLOPs search measures none, and an arch over the budget is never delivered."""
+    ceiling = ctx.options.latency_budget_ms
+    out = {}
+    for arch_hash, (number, ev) in evaluated.items():
+        ms = ev.latency_ms if ev.latency_ms is not None else ev.predicted_ms
+        if ms is not None and ms <= ceiling:
+            out[arch_hash] = (number, ev, ms)
+    return out
+
+
+def _window(latency_ms: float) -> tuple[float, float]:
+    return WINDOW[0] * latency_ms, WINDOW[1] * latency_ms
+
+
+def _inside(searched: list[_S], latency_ms: float) -> list[_S]:
+    """The ``searched`` archs (tuples whose third item is the latency) in the window."""
+    lo, hi = _window(latency_ms)
+    return [s for s in searched if lo <= s[2] <= hi]
 
 
 def explore_from(
@@ -140,8 +169,8 @@ def explore_from(
     the arch whose latency lies nearest the window (by ratio)."""
     if not searched:
         return None
-    lo, hi = (share * latency_ms for share in WINDOW)
-    inside = [s for s in searched if lo <= s[2] <= hi]
+    lo, hi = _window(latency_ms)
+    inside = _inside(searched, latency_ms)
     if inside:
         return max(inside, key=lambda s: s[1])[0]
     return min(searched, key=lambda s: max(lo / s[2], s[2] / hi))[0]
@@ -151,10 +180,9 @@ def candidates(searched: list[tuple[str, float, float]], latency_ms: float) -> l
     """Of ``searched`` archs ``(hash, estimate, search latency)``, the ones to try for a
     net of ``latency_ms``, best estimate first: those within :data:`WINDOW` of its latency,
     or, if none lies there, every one below the window's upper end."""
-    lo, hi = (share * latency_ms for share in WINDOW)
-    below = [(h, est) for h, est, ms in searched if ms <= hi]
-    inside = [(h, est) for h, est, ms in searched if lo <= ms <= hi]
-    return [h for h, _ in sorted(inside or below, key=lambda c: -c[1])]
+    hi = _window(latency_ms)[1]
+    pool = _inside(searched, latency_ms) or [s for s in searched if s[2] <= hi]
+    return [h for h, _, _ in sorted(pool, key=lambda c: -c[1])]
 
 
 def anchored(
@@ -170,16 +198,11 @@ def anchored(
     if not anchors:
         return front
     ceiling = ctx.options.latency_budget_ms
-    searched: dict[str, tuple[int, Evaluation, float]] = {}  # hash -> trial, evaluation, ms
-    for arch_hash, (number, ev) in evaluated_archs(study).items():
-        ms = ev.latency_ms if ev.latency_ms is not None else ev.predicted_ms
-        # a FLOPs search measures no trial; an arch over the budget is never delivered
-        if ms is not None and ms <= ceiling:
-            searched[arch_hash] = (number, ev, ms)
+    searched = _deliverable(ctx, evaluated_archs(study))
     figures = [(h, ev.val_acc, ms) for h, (_, ev, ms) in searched.items()]
     entries = {e.evaluation.arch.hash: e for e in front}
     for anchor, note in zip(anchors, ctx.extra["anchors"], strict=True):
-        note["window_ms"] = [share * anchor.latency_ms for share in WINDOW]
+        note["window_ms"] = list(_window(anchor.latency_ms))
         note["arch_hash"] = None
         for arch_hash in candidates(figures, anchor.latency_ms)[:TRIES]:
             number, ev, _ = searched[arch_hash]

@@ -18,24 +18,42 @@ def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
 
 
+def search_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The complete trials the sampler drew (or the start archs): not an anchor's
+    exploration (``explore`` attr), which adds trials after the search and so does not
+    count towards ``--trials``."""
+    return [t for t in complete_trials(study) if "explore" not in t.user_attrs]
+
+
 def optimize(ctx: SearchContext, study: optuna.Study, evaluator: Evaluator, budget: float) -> None:
-    """Run the study up to ``--trials`` complete trials (a resumed study only the rest)."""
+    """Run the study up to ``--trials`` search trials (a resumed study only the rest)."""
     o = ctx.options
-    done = len(complete_trials(study))
+    # An exploration cut short by a kill is finished first: Optuna runs waiting trials
+    # before it samples, and they would take the places of the search's own.
+    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+    if any("explore" in t.user_attrs for t in waiting):
+        run_waiting(ctx, study, evaluator, budget, "explore (resumed)")
+    done = len(search_trials(study))
     remaining = max(0, o.trials - done)
     if done:
         ctx.log(f"study {ctx.study_name}: {done} trials already complete, {remaining} to go")
     if remaining == 0:
         return
-    # the cap counts complete trials, so that failed ones are made up for
-    cap = optuna.study.MaxTrialsCallback(o.trials, states=(optuna.trial.TrialState.COMPLETE,))
+
+    def cap(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        # counts complete search trials, so that failed ones are made up for
+        if len(search_trials(study)) >= o.trials:
+            study.stop()
+
     _run_trials(ctx, study, evaluator, budget, remaining, "search", [cap], o.timeout_s)
 
 
 def run_waiting(
     ctx: SearchContext, study: optuna.Study, evaluator: Evaluator, budget: float, desc: str
 ) -> int:
-    """Run the trials enqueued in ``study`` and not run yet; returns how many there were."""
+    """Run the trials enqueued in ``study`` and not run yet; returns how many there were.
+    Not bounded by ``--timeout``; one worker at a time (another's waiting trials would be
+    run here too)."""
     waiting = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
     if waiting:
         _run_trials(ctx, study, evaluator, budget, waiting, desc, [], None)

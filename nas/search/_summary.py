@@ -42,6 +42,8 @@ def write_summary(
         "sampler": o.sampler,
         "trials": {
             "complete": len(complete),
+            # of which an anchor's exploration added after the search (not in --trials)
+            "explored": sum("explore" in t.user_attrs for t in complete),
             "feasible": len(feasible),
             "failed": sum(t.state == optuna.trial.TrialState.FAIL for t in trials),
             "reused": sum("reused_from" in t.user_attrs for t in complete),
