@@ -611,8 +611,8 @@ def test_int8_profile_splits_each_graph_by_op_kind(tmp_path):
 
 
 def test_the_pipeline_result_leads_with_the_reports_answer():
-    """On the committed cpu-scale run's models: the fp32 front is slower than every
-    baseline on ONNX Runtime, and its compressed forms are what beats them there."""
+    """On the committed cpu-scale run's models, as the README states them: the trained
+    front beats every baseline on both targets, fp32 alone and with its compressed forms."""
     sys.path.insert(0, str(BENCH))
     try:
         import pipeline
@@ -622,9 +622,8 @@ def test_the_pipeline_result_leads_with_the_reports_answer():
     notes = pipeline.answer_notes(rows)
     sections = notes.split("`cpu-")[1:]
     assert [s.split("`", 1)[0] for s in sections] == ["torch-1t"] * 2 + ["ort-1t"] * 2
-    fp32_ort, delivered_ort = sections[2], sections[3]
-    assert fp32_ort.count("no searched model is this fast") == 3
-    assert "no searched model" not in delivered_ort and delivered_ort.count("beaten by") == 3
+    for section in sections:  # fp32 front, then with its pruned and int8 forms, per target
+        assert "no searched model" not in section and section.count("beaten by") == 3
     assert pipeline.answer_notes([r for r in rows if r["role"] != "baseline"]) == ""
 
 

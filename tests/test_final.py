@@ -190,8 +190,10 @@ def test_anchors_deliver_the_best_estimate_that_spends_each_nets_latency(
         if anchor["arch_hash"] is not None:
             assert anchor["arch_hash"] in candidates(searched, ms)[:TRIES]
             assert anchor["arch_latency_ms"] <= ms and anchor["arch_hash"] in delivered
-    # the space's largest arch is slower than whatever else the search tried
-    assert summary["anchors"][0]["arch_hash"] is not None
+    # MobileNetV3-small is slower than every arch of the tiny space: an arch is delivered
+    # (the largest arch's window fills with its explored neighbours, nearly as slow as it,
+    # so whether one of them measures no slower end to end is up to the timing noise)
+    assert summary["anchors"][1]["arch_hash"] is not None
     assert json.loads((run / "summary.json").read_text())["options"]["anchors"] == list(nets)
 
     # an anchor whose window held too few of the search's archs got trials of its own: the
