@@ -29,7 +29,7 @@ from nas.latency import LatencyMeter, Measurement, PassSummary, format_ms, measu
 from nas.models import ReferenceNet, load_network
 from nas.search._evaluator import Evaluation, Evaluator
 from nas.search._front import FrontEntry, evaluated_archs
-from nas.search._objective import run_waiting
+from nas.search._objective import run_waiting, waiting_trials
 from nas.search._prepare import SearchContext
 from nas.train import fit_to_data
 
@@ -96,12 +96,12 @@ def explore(
         plan = study.user_attrs.get(key)
         if plan is None:
             plan = _plan(ctx, study, anchor.latency_ms)
-            before = _waiting(study)
+            before = len(waiting_trials(study))
             for params in plan.pop("params"):
                 # nothing twice: not an arch a trial of any state (a failed one too) holds
                 study.enqueue_trial(params, {"explore": anchor.name}, skip_if_exists=True)
             if plan["from"] is not None:
-                plan["trials"] = _waiting(study) - before
+                plan["trials"] = len(waiting_trials(study)) - before
             study.set_user_attr(key, plan)
         note["explored"] = plan
         if plan["from"] is None:
@@ -112,10 +112,6 @@ def explore(
                 f"anchor {anchor.name}: {plan['in_window']} searched archs in its window; "
                 f"{ran} neighbours of {plan['from']} evaluated"
             )
-
-
-def _waiting(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
 
 
 def _plan(ctx: SearchContext, study: optuna.Study, latency_ms: float) -> dict[str, Any]:

@@ -18,6 +18,11 @@ def complete_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
 
 
+def waiting_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """The trials enqueued in ``study`` and not run yet."""
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+
+
 def search_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
     """The complete trials the sampler drew (or the start archs): not an anchor's
     exploration (``explore`` attr), which adds trials after the search and so does not
@@ -30,8 +35,7 @@ def optimize(ctx: SearchContext, study: optuna.Study, evaluator: Evaluator, budg
     o = ctx.options
     # An exploration cut short by a kill is finished first: Optuna runs waiting trials
     # before it samples, and they would take the places of the search's own.
-    waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
-    if any("explore" in t.user_attrs for t in waiting):
+    if any("explore" in t.user_attrs for t in waiting_trials(study)):
         run_waiting(ctx, study, evaluator, budget, "explore (resumed)")
     done = len(search_trials(study))
     remaining = max(0, o.trials - done)
@@ -54,7 +58,7 @@ def run_waiting(
     """Run the trials enqueued in ``study`` and not run yet; returns how many there were.
     Not bounded by ``--timeout``; one worker at a time (another's waiting trials would be
     run here too)."""
-    waiting = len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)))
+    waiting = len(waiting_trials(study))
     if waiting:
         _run_trials(ctx, study, evaluator, budget, waiting, desc, [], None)
     return waiting
