@@ -14,12 +14,15 @@ at FLOPs quantiles of 400 random samples), on each target:
    stopped here) runs while every arch is measured again through ``measure_passes``, the
    protocol that re-measures disagreeing passes and flags what still disagrees. The
    figure: how far each result lies from the arch's quiet median, and whether it is
-   within 10% or flagged noisy (the goal: none silently off by more). Measured three
-   ways, arch by arch, each against its own quiet median: with speed normalisation,
-   without, and without it read at each pass's fastest run (``fastest``, against the
-   quiet raw minimum).
+   within 10% or flagged noisy (the goal: none silently off by more). Measured two
+   ways, arch by arch, each against its own quiet median: with speed normalisation and
+   without.
 
-The quiet passes are measured with speed normalisation on and read out both ways:
+The quiet passes are measured with the contention guard (the meter's default: an attempt
+whose 16 MB memory probe is over 20% slower than its fastest is repeated, then flagged
+``contended``) and, arch by arch beside them, without it (``unguarded_spread``, the
+control: the same protocol, the probe only recorded). They are normalised and read out
+both ways:
 ``quiet_spread`` normalised (the default protocol), ``raw_spread`` without it
 (``normalize: false``), also the raw minimum and 10th percentile and the reference's
 speed factor alone: which part of the protocol the spread comes from.
@@ -36,7 +39,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,6 @@ from nas.latency import (
     MAX_PASS_SPREAD,
     LatencyMeter,
     LatencyStats,
-    Measurement,
     load_target,
     measure_passes,
     pass_spread,
@@ -62,10 +63,12 @@ SETTINGS = {  # archs, rounds, minimum minutes between quiet rounds
 }
 BUSY_TOLERANCE = 0.10
 # the busy phase measures every arch with speed normalisation and without, to decide the
-# default where another process slows the measurement (the quiet phase cannot), and read at
-# each pass's fastest run without it (``fastest``: the candidate readout for ONNX Runtime,
-# whose raw minimum spread least on both VMs measured)
-BUSY_WAYS = ("norm", "raw", "fastest")
+# default where another process slows the measurement (the quiet phase cannot); reading
+# each pass at its fastest run instead was measured on 2026-12-07 and is not the fix
+# (b95f344: 9.0% spread on ONNX Runtime, one busy result 11% off unflagged)
+BUSY_WAYS = ("norm", "raw")
+# the quiet passes with the contention guard (the protocol) and without it (the control)
+QUIET_WAYS = ("guarded", "unguarded")
 
 
 def spread_archs(space: SearchSpace, count: int, samples: int = 400) -> list[ArchConfig]:
@@ -96,16 +99,6 @@ def _readouts(stats: list[LatencyStats]) -> dict[str, list[float]]:
     }
 
 
-def _at_fastest(measure: Callable[..., Measurement]) -> Callable[..., Measurement]:
-    """``measure`` with each pass read at its fastest run instead of its median."""
-
-    def fastest(*args: Any, **kwargs: Any) -> Measurement:
-        m = measure(*args, **kwargs)
-        return dataclasses.replace(m, stats=dataclasses.replace(m.stats, median_ms=m.stats.min_ms))
-
-    return fastest
-
-
 def _count_not(oks: Any) -> int:
     return sum(not ok for ok in oks)
 
@@ -133,18 +126,25 @@ def main() -> None:
     archs = spread_archs(load_space(args.space), count)
     targets = [load_target(t) for t in args.targets]
 
-    quiet: dict[tuple[str, str], list[LatencyStats]] = {
-        (t.name, a.hash): [] for t in targets for a in archs
+    quiet: dict[tuple[str, str, str], list[LatencyStats]] = {
+        (t.name, a.hash, way): [] for t in targets for a in archs for way in QUIET_WAYS
     }
     for r in range(rounds):
         round_start = time.monotonic()
         for target in targets:
             # a fresh measuring process each round; normalised, so that each pass carries
-            # both readouts whatever the target says
-            with LatencyMeter(dataclasses.replace(target, normalize=True)) as meter:
+            # both readouts whatever the target says; with the contention guard and, arch
+            # by arch beside it, without (the control: the probe only recorded)
+            normalised = dataclasses.replace(target, normalize=True)
+            meters = {way: LatencyMeter(normalised, guard=way == "guarded") for way in QUIET_WAYS}
+            try:
                 for arch in archs:
-                    m = meter.measure_arch(arch, use_cache=False)
-                    quiet[target.name, arch.hash].append(m.stats)
+                    for way, meter in meters.items():
+                        m = meter.measure_arch(arch, use_cache=False)
+                        quiet[target.name, arch.hash, way].append(m.stats)
+            finally:
+                for meter in meters.values():
+                    meter.close()
         print(f"quiet round {r + 1}/{rounds} done", flush=True)
         if r + 1 < rounds:
             time.sleep(max(0.0, gap_s - (time.monotonic() - round_start)))
@@ -160,11 +160,7 @@ def main() -> None:
                 way: LatencyMeter(dataclasses.replace(target, normalize=way == "norm"))
                 for way in ("norm", "raw")
             }
-            measures = {
-                "norm": meters["norm"].measure_arch,
-                "raw": meters["raw"].measure_arch,
-                "fastest": _at_fastest(meters["raw"].measure_arch),
-            }
+            measures = {way: meter.measure_arch for way, meter in meters.items()}
             try:
                 for arch in archs:  # every protocol arch by arch, under the same load
                     for way in BUSY_WAYS:
@@ -181,12 +177,14 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for target in targets:
         for arch in archs:
-            stats = quiet[target.name, arch.hash]
+            stats = quiet[target.name, arch.hash, "guarded"]
+            control = quiet[target.name, arch.hash, "unguarded"]
             # the spreads are taken from the passes as recorded (rounded), so a reader of the
             # JSON recomputes the same figure from them
             passes = [round(st.median_ms, 4) for st in stats]
             readouts = {k: [round(x, 4) for x in v] for k, v in _readouts(stats).items()}
-            references = {"norm": passes, "raw": readouts["raw"], "fastest": readouts["raw_min"]}
+            unguarded = [round(st.median_ms, 4) for st in control]
+            references = {"norm": passes, "raw": readouts["raw"]}
             row: dict[str, Any] = {
                 "target": target.name,
                 "arch": arch.short_name(),
@@ -194,6 +192,14 @@ def main() -> None:
                 "quiet_ms": round(statistics.median(passes), 4),
                 "quiet_passes_ms": passes,
                 "quiet_spread": round(pass_spread(passes), 4),
+                "quiet_contended": sum(st.contended for st in stats),
+                "quiet_attempts": sum(st.attempts for st in stats),
+                "unguarded_spread": round(pass_spread(unguarded), 4),
+                "unguarded_passes_ms": unguarded,
+                "probe_passes_ms": [st.probe_ms and round(st.probe_ms, 4) for st in stats],
+                "unguarded_probe_passes_ms": [
+                    st.probe_ms and round(st.probe_ms, 4) for st in control
+                ],
                 **{f"{k}_spread": round(pass_spread(v), 4) for k, v in readouts.items()},
                 **{f"{k}_passes": v for k, v in readouts.items()},
             }
@@ -219,8 +225,9 @@ def main() -> None:
                 f"median_{k}_spread": statistics.median(
                     r[f"{k}_spread"] for r in rows if r["target"] == t.name
                 )
-                for k in READOUTS
+                for k in (*READOUTS, "unguarded")
             },
+            "contended_passes": sum(r["quiet_contended"] for r in rows if r["target"] == t.name),
             **{
                 f"busy_{way}_{stat}": agg(
                     r[f"busy_{way}_ok"] for r in rows if r["target"] == t.name
@@ -249,9 +256,10 @@ def main() -> None:
             f"{s['median_raw_spread']:.1%}, raw minimum {s['median_raw_min_spread']:.1%}, "
             f"reference speed {s['median_speed_spread']:.1%}); busy, normalised: ok "
             f"{s['busy_norm_ok_share']:.0%} ({s['busy_norm_silently_off']} silently off), raw: "
-            f"ok {s['busy_raw_ok_share']:.0%} ({s['busy_raw_silently_off']} silently off), "
-            f"raw at each pass's fastest run: ok {s['busy_fastest_ok_share']:.0%} "
-            f"({s['busy_fastest_silently_off']} silently off)"
+            f"ok {s['busy_raw_ok_share']:.0%} ({s['busy_raw_silently_off']} silently off); "
+            f"contention guard: {s['contended_passes']} of {rounds * count} guarded quiet passes "
+            f"flagged contended, control without the guard "
+            f"{s['median_unguarded_spread']:.1%}"
             for name, s in summary.items()
         )
     )

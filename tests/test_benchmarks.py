@@ -496,20 +496,40 @@ def test_latency_repeat_measures_quiet_then_busy(tmp_path):
             assert got == pytest.approx(passed * speed, rel=1e-3, abs=1e-3)
         assert all(m <= r for m, r in zip(row["raw_min_passes"], row["raw_passes"], strict=True))
         assert row["raw_spread"] == pytest.approx(pass_spread(row["raw_passes"]), abs=1e-3)
-        # the busy phase three ways, each against its own quiet median
-        quiet = {
-            "norm": row["quiet_ms"],
-            "raw": statistics.median(row["raw_passes"]),
-            "fastest": statistics.median(row["raw_min_passes"]),
-        }
+        # the control beside the guarded passes: the same protocol, the probe only recorded
+        control = row["unguarded_passes_ms"]
+        assert len(control) == 2 and row["unguarded_spread"] == pytest.approx(
+            pass_spread(control), abs=1e-4
+        )
+        assert all(ms > 0 for ms in row["probe_passes_ms"] + row["unguarded_probe_passes_ms"])
+        assert 0 <= row["quiet_contended"] <= 2 and row["quiet_attempts"] >= 2
+        # the busy phase two ways, each against its own quiet median
+        quiet = {"norm": row["quiet_ms"], "raw": statistics.median(row["raw_passes"])}
         for way, reference in quiet.items():
             busy = {k.removeprefix(f"busy_{way}_"): v for k, v in row.items() if f"_{way}_" in k}
             assert 3 <= busy["passes"] <= 6
             assert busy["off"] == pytest.approx(busy["ms"] / reference - 1, abs=1e-3)
             assert busy["ok"] == (abs(busy["off"]) <= 0.10 or busy["noisy"])
     summary = payload["summary"]["quick-torch"]
-    for way in ("norm", "raw", "fastest"):
+    for way in ("norm", "raw"):
         assert summary[f"busy_{way}_silently_off"] == sum(not r[f"busy_{way}_ok"] for r in rows)
+    assert summary["contended_passes"] == sum(r["quiet_contended"] for r in rows)
+
+
+def test_latency_probe_reads_every_model_between_probe_readings(tmp_path):
+    payload = _script(tmp_path, "latency_probe")
+    rows, readings = payload["rows"], payload["readings"]
+    assert len(rows) == 4 and len(readings) == 4  # (reference + 1 arch) x 2 targets
+    sweeps = payload["settings"]["sweeps"]
+    for row in rows:
+        key = row["target"] + "|" + row["model"].removesuffix(" (reference)")
+        series = readings[key]
+        assert row["readings"] == len(series) == sweeps
+        assert all(r["raw_ms"] > 0 and r["copy 16MB"] > 0 and r["read 8MB"] > 0 for r in series)
+        fastest = min(r["copy 16MB"] for r in series)
+        kept = sum(r["copy 16MB"] <= fastest * (1 + payload["settings"]["gate"]) for r in series)
+        assert row["copy 16MB|kept"] == pytest.approx(kept / len(series), abs=1e-3)
+        assert row["copy 16MB|kept"] > 0  # the fastest reading is always kept
 
 
 def test_latency_drift_reads_every_protocol_out_of_the_same_samples(tmp_path):

@@ -32,6 +32,7 @@ from nas.latency import (
     summarize,
 )
 from nas.latency._predictor import fit_overhead
+from nas.latency._stats import MAX_CONTENTION
 from nas.latency._validate import summary
 from nas.onnx import export_onnx, max_abs_difference
 
@@ -383,6 +384,33 @@ def test_a_meter_that_caches_no_measurement_still_keeps_the_calibration(tmp_path
     with LatencyMeter(target, cache=False) as again:
         assert again._nominal() == nominal and again._process is None
         assert not again.measure_arch(arch).cached
+
+
+def test_every_measurement_reads_the_memory_probe_against_the_machines_fastest(
+    tmp_path, monkeypatch
+):
+    """The contention guard's mechanism end to end: the probe is calibrated once per
+    machine (beside the reference), read beside every measurement, sent to the worker as
+    a limit, and only ever lowered by a quieter reading."""
+    monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path))
+    target = HardwareTarget("guarded", "torch", warmup=1, repeats=3, normalize=True)
+    arch = preset("shufflenet_v2_x0_5_cifar")
+    with LatencyMeter(target, cache=False) as meter:
+        stats = meter.measure_arch(arch).stats
+        fastest = LatencyCache().nominal(meter._probe_key)
+        assert fastest is not None and stats.probe_ms is not None
+        assert fastest <= stats.probe_ms + 1e-12  # lowered to a quieter measurement's
+        assert meter._probe_limit() == pytest.approx(fastest * (1 + MAX_CONTENTION))
+        # contended or not, the attempt's probe and the verdict travel with the stats
+        assert stats.noisy >= stats.contended
+    assert LatencyCache().lower_nominal(meter._probe_key, fastest * 2) == fastest
+    assert LatencyCache().lower_nominal(meter._probe_key, fastest / 2) == fastest / 2
+    with LatencyMeter(target, cache=False) as again:
+        assert again._probe_limit() == pytest.approx(fastest / 2 * (1 + MAX_CONTENTION))
+        assert again._process is None  # nothing measured to know it
+    raw = dataclasses.replace(target, name="unguarded", normalize=False)
+    with LatencyMeter(raw, cache=False) as plain:  # no reference, no probe
+        assert plain.measure_arch(arch).stats.probe_ms is None
 
 
 def test_measuring_process_is_separate_and_pinned(tmp_path):

@@ -16,7 +16,7 @@ from typing import Any
 
 from nas.data import cache_root
 
-PROTOCOL_VERSION = 3  # bump when the measurement protocol changes meaning
+PROTOCOL_VERSION = 4  # bump when the measurement protocol changes meaning
 
 
 class LatencyCache:
@@ -85,6 +85,17 @@ class LatencyCache:
         stored = self.nominal(key)
         assert stored is not None
         return stored
+
+    def lower_nominal(self, key: str, nominal_ms: float) -> float:
+        """Lower a stored calibration to ``nominal_ms`` if that is below it (for a fastest
+        reading so far); returns the stored value."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE calibration SET nominal_ms = ? WHERE key = ? AND nominal_ms > ?",
+                (nominal_ms, key, nominal_ms),
+            )
+        stored = self.nominal(key)
+        return nominal_ms if stored is None else stored
 
     def __len__(self) -> int:
         with self._connect() as db:

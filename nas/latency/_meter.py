@@ -23,7 +23,7 @@ from nas.arch import ArchConfig
 from nas.latency._blocks import Block
 from nas.latency._cache import LatencyCache
 from nas.latency._runtimes import RUNTIMES
-from nas.latency._stats import LatencyStats
+from nas.latency._stats import MAX_CONTENTION, LatencyStats
 from nas.latency._target import HardwareTarget
 
 
@@ -61,10 +61,21 @@ class LatencyMeter:
     (:func:`~nas.latency._stats.run_paired_protocol`) and every latency is scaled to the
     machine's calibrated speed; the raw median and the speed factor are kept in the
     statistics (``raw_median_ms``, ``speed``).
+
+    Contention guard (with normalisation; ``guard=False`` records the probe only): a 16 MB
+    memory probe is read before every reference block, and an attempt whose probe is more
+    than ``MAX_CONTENTION`` over the fastest seen on this machine is repeated after a
+    pause, then flagged ``contended`` (and ``noisy``): the host's other tenants' memory
+    traffic slows each model to its own degree, which no speed factor corrects
+    (:class:`~nas.latency._stats.ContentionGuard`).
     """
 
     def __init__(
-        self, target: HardwareTarget, cache: LatencyCache | bool = True, timeout_s: float = 900.0
+        self,
+        target: HardwareTarget,
+        cache: LatencyCache | bool = True,
+        timeout_s: float = 900.0,
+        guard: bool = True,
     ) -> None:
         reason = RUNTIMES[target.runtime].unavailable(target)
         if reason:
@@ -78,7 +89,10 @@ class LatencyMeter:
         self.timeout_s = timeout_s
         self._process: Any = None
         self._conn: Any = None
+        self.guard = guard
         self._nominal_ms: float | None = None
+        self._probe_ms: float | None = None
+        self._calibration_reply: dict[str, Any] | None = None
 
     # -- public -----------------------------------------------------------------------------
 
@@ -185,10 +199,16 @@ class LatencyMeter:
             hit = self.cache.get(key)
             if hit is not None:
                 return Measurement(LatencyStats.from_dict(hit), subject, self.target.name, True)
+        paired = self.target.normalize and RUNTIMES[self.target.runtime].local  # remote: as is
+        if paired:
+            limit = self._probe_limit() if self.guard else None  # None: probe recorded only
+            request = {**request, "probe_limit_ms": limit}
         reply = self._ask(request)
         stats = LatencyStats.from_dict(reply["stats"])
-        if self.target.normalize and RUNTIMES[self.target.runtime].local:  # remote: as is
+        if paired:
             stats = stats.normalized(reply["reference_ms"] / self._nominal())
+            if self.guard and stats.probe_ms is not None:
+                self._lower_probe(stats.probe_ms)
         if self.cache is not None and use_cache:
             self.cache.put(key, subject, self.target.name, self.environment, stats.to_dict())
         return Measurement(stats, subject, self.target.name, False)
@@ -229,10 +249,10 @@ class LatencyMeter:
         same speed.
         """
         if self._nominal_ms is None:
-            key = LatencyCache.key("calibration", self.target.speed_hash, self.environment)
             # a fact of the machine: its own store, whichever cache (or none, with
             # ``cache=False``) holds the measurements
             machine = LatencyCache()
+            key = LatencyCache.key("calibration", self.target.speed_hash, self.environment)
             # A calibration kept under the whole target's hash (before 2026-12-07) stays
             # this target's: its cached measurements and lookup tables were read at it.
             own = LatencyCache.key("calibration", self.target.hash, self.environment)
@@ -240,10 +260,39 @@ class LatencyMeter:
             if stored is None:
                 stored = machine.nominal(key)
             if stored is None:
-                rounds = self._ask({"kind": "calibrate", "rounds": 9, "gap_s": 0.3})["rounds"]
+                rounds = self._calibration()["rounds"]
                 stored = machine.set_nominal(key, self.target.name, min(rounds), rounds)
             self._nominal_ms = stored
         return self._nominal_ms
+
+    def _probe_limit(self) -> float:
+        """The memory probe's time above which an attempt counts as contended: its fastest
+        calibration reading or measurement on this machine so far, plus ``MAX_CONTENTION``
+        (stored beside the reference's calibration)."""
+        if self._probe_ms is None:
+            machine = LatencyCache()
+            stored = machine.nominal(self._probe_key)
+            if stored is None:
+                rounds = self._calibration()["probe_rounds"]
+                stored = machine.set_nominal(self._probe_key, self.target.name, min(rounds), rounds)
+            self._probe_ms = stored
+        return self._probe_ms * (1 + MAX_CONTENTION)
+
+    def _calibration(self) -> dict[str, Any]:
+        """Spaced readings of the reference and the probe alone (once per meter)."""
+        if self._calibration_reply is None:
+            self._calibration_reply = self._ask({"kind": "calibrate", "rounds": 9, "gap_s": 0.3})
+        return self._calibration_reply
+
+    def _lower_probe(self, probe_ms: float) -> None:
+        """A quieter probe than any before: the machine's memory can be that fast."""
+        assert self._probe_ms is not None
+        if probe_ms < self._probe_ms:
+            self._probe_ms = LatencyCache().lower_nominal(self._probe_key, probe_ms)
+
+    @property
+    def _probe_key(self) -> str:
+        return LatencyCache.key("memory probe", self.target.speed_hash, self.environment)
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         if self._process is None or self._process.poll() is not None:

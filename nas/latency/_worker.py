@@ -57,7 +57,8 @@ def build(request: dict[str, Any], batch_size: int) -> tuple[nn.Module | Path, t
 
 
 class Reference:
-    """A fixed model (ShuffleNetV2 x0.5, 32 px) on the same runtime: the machine's speed.
+    """A fixed model (ShuffleNetV2 x0.5, 32 px) on the same runtime: the machine's speed;
+    and the memory probe: how busy the memory the host's tenants share is.
 
     Timed alone for the calibration, and in alternating blocks with every subject
     (:func:`~nas.latency._stats.run_paired_protocol`), so that the two read the same
@@ -66,23 +67,26 @@ class Reference:
 
     def __init__(self, backend: Any, batch_size: int) -> None:
         from nas.arch import preset
+        from nas.latency._stats import memory_probe
         from nas.models import ShuffleNetV2
 
         torch.manual_seed(0)
         model = ShuffleNetV2(preset("shufflenet_v2_x0_5_cifar"))
         self.time_once = backend.prepare(model, (batch_size, 3, 32, 32))
+        self.probe = memory_probe()
 
-    def measure(self) -> float:
-        """The reference's median over 20 runs, alone (one calibration reading)."""
-        from nas.latency._stats import run_protocol
+    def measure(self) -> tuple[float, float]:
+        """The reference's median over 20 runs, alone, and the probe's (ms): one
+        calibration reading."""
+        from nas.latency._stats import probe_reading, run_protocol
 
         stats = run_protocol(self.time_once, warmup=3, repeats=20, max_cv=1.0, retries=0)
-        return stats.median_ms
+        return stats.median_ms, probe_reading(self.probe)
 
 
 def serve(conn: Connection, target_data: dict[str, Any], cores: list[int] | None) -> None:
     from nas.latency._runtimes import RUNTIMES
-    from nas.latency._stats import run_paired_protocol, run_protocol
+    from nas.latency._stats import ContentionGuard, run_paired_protocol, run_protocol
     from nas.latency._target import HardwareTarget
 
     target = HardwareTarget.from_dict(target_data)
@@ -105,11 +109,14 @@ def serve(conn: Connection, target_data: dict[str, Any], cores: list[int] | None
                 reference = Reference(backend, target.batch_size)
             if request["kind"] == "calibrate":
                 assert reference is not None
-                rounds = []
+                rounds, probes = [], []
                 for _ in range(request["rounds"]):
-                    rounds.append(reference.measure())
+                    ref_ms, probe_ms = reference.measure()
+                    rounds.append(ref_ms)
+                    probes.append(probe_ms)
                     time.sleep(request["gap_s"])
-                conn.send_bytes(pickle.dumps({"ok": True, "rounds": rounds}))
+                reply = {"ok": True, "rounds": rounds, "probe_rounds": probes}
+                conn.send_bytes(pickle.dumps(reply))
                 continue
             model, shape = build(request, target.batch_size)
             if not backend.local:  # timed on a device, with the same protocol
@@ -124,7 +131,10 @@ def serve(conn: Connection, target_data: dict[str, Any], cores: list[int] | None
             if reference is None:
                 stats = run_protocol(time_once, *protocol)
             else:  # the machine's speed, read in blocks alternating with the subject's
-                stats, reference_ms = run_paired_protocol(time_once, reference.time_once, *protocol)
+                guard = ContentionGuard(reference.probe, request.get("probe_limit_ms"))
+                stats, reference_ms = run_paired_protocol(
+                    time_once, reference.time_once, *protocol, guard=guard
+                )
             conn.send_bytes(
                 pickle.dumps({"ok": True, "stats": stats.to_dict(), "reference_ms": reference_ms})
             )
