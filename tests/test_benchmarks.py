@@ -497,12 +497,15 @@ def test_latency_repeat_measures_quiet_then_busy(tmp_path):
         assert all(m <= r for m, r in zip(row["raw_min_passes"], row["raw_passes"], strict=True))
         assert row["raw_spread"] == pytest.approx(pass_spread(row["raw_passes"]), abs=1e-3)
         # the control beside the guarded passes: the same protocol, the probe only recorded
-        control = row["unguarded_passes_ms"]
-        assert len(control) == 2 and row["unguarded_spread"] == pytest.approx(
-            pass_spread(control), abs=1e-4
-        )
-        assert all(ms > 0 for ms in row["probe_passes_ms"] + row["unguarded_probe_passes_ms"])
-        assert 0 <= row["quiet_contended"] <= 2 and row["quiet_attempts"] >= 2
+        for way in ("guarded", "unguarded"):
+            got = row[f"{way}_passes_ms"]
+            assert len(got) == 2 and row[f"{way}_spread"] == pytest.approx(
+                pass_spread(got), abs=1e-4
+            )
+            assert all(ms > 0 for ms in row[f"{way}_probe_passes_ms"])
+            assert row[f"{way}_attempts"] >= 2
+        assert row["guard"] is False and passes == row["unguarded_passes_ms"]  # the default
+        assert 0 <= row["guarded_contended"] <= 2
         # the busy phase two ways, each against its own quiet median
         quiet = {"norm": row["quiet_ms"], "raw": statistics.median(row["raw_passes"])}
         for way, reference in quiet.items():
@@ -513,7 +516,7 @@ def test_latency_repeat_measures_quiet_then_busy(tmp_path):
     summary = payload["summary"]["quick-torch"]
     for way in ("norm", "raw"):
         assert summary[f"busy_{way}_silently_off"] == sum(not r[f"busy_{way}_ok"] for r in rows)
-    assert summary["contended_passes"] == sum(r["quiet_contended"] for r in rows)
+    assert summary["contended_passes"] == sum(r["guarded_contended"] for r in rows)
 
 
 def test_latency_probe_reads_every_model_between_probe_readings(tmp_path):

@@ -32,7 +32,7 @@ from nas.latency import (
     summarize,
 )
 from nas.latency._predictor import fit_overhead
-from nas.latency._stats import MAX_CONTENTION
+from nas.latency._stats import MAX_CONTENTION, MAX_CONTENTION_FLAG
 from nas.latency._validate import summary
 from nas.onnx import export_onnx, max_abs_difference
 
@@ -393,21 +393,37 @@ def test_every_measurement_reads_the_memory_probe_against_the_machines_fastest(
     machine (beside the reference), read beside every measurement, sent to the worker as
     a limit, and only ever lowered by a quieter reading."""
     monkeypatch.setenv("NAS_CACHE_DIR", str(tmp_path))
-    target = HardwareTarget("guarded", "torch", warmup=1, repeats=3, normalize=True)
+    target = HardwareTarget(
+        "guarded", "torch", warmup=1, repeats=3, normalize=True, contention_guard=True
+    )
     arch = preset("shufflenet_v2_x0_5_cifar")
+    sent: list[dict] = []
     with LatencyMeter(target, cache=False) as meter:
+        ask = meter._ask
+        meter._ask = lambda request: sent.append(request) or ask(request)  # type: ignore[method-assign]
         stats = meter.measure_arch(arch).stats
         fastest = LatencyCache().nominal(meter._probe_key)
         assert fastest is not None and stats.probe_ms is not None
         assert fastest <= stats.probe_ms + 1e-12  # lowered to a quieter measurement's
-        assert meter._probe_limit() == pytest.approx(fastest * (1 + MAX_CONTENTION))
         # contended or not, the attempt's probe and the verdict travel with the stats
         assert stats.noisy >= stats.contended
+    limit, flag = sent[-1]["probe_limit_ms"], sent[-1]["probe_flag_ms"]
+    assert limit < flag and flag / limit == pytest.approx(
+        (1 + MAX_CONTENTION_FLAG) / (1 + MAX_CONTENTION)
+    )
     assert LatencyCache().lower_nominal(meter._probe_key, fastest * 2) == fastest
     assert LatencyCache().lower_nominal(meter._probe_key, fastest / 2) == fastest / 2
     with LatencyMeter(target, cache=False) as again:
-        assert again._probe_limit() == pytest.approx(fastest / 2 * (1 + MAX_CONTENTION))
+        assert again._probe_fastest() == pytest.approx(fastest / 2)
         assert again._process is None  # nothing measured to know it
+    # without the guard (the target's default) the probe is read and recorded, no more
+    off = dataclasses.replace(target, name="off", contention_guard=False)
+    assert off.speed_hash == target.speed_hash and off.hash != target.hash
+    with LatencyMeter(off, cache=False) as unguarded:
+        assert not unguarded.guard and LatencyMeter(off, cache=False, guard=True).guard
+        unguarded._ask = lambda request: sent.append(request) or ask(request)  # type: ignore[method-assign]
+        assert unguarded.measure_arch(arch).stats.probe_ms is not None
+        assert "probe_limit_ms" not in sent[-1]
     raw = dataclasses.replace(target, name="unguarded", normalize=False)
     with LatencyMeter(raw, cache=False) as plain:  # no reference, no probe
         assert plain.measure_arch(arch).stats.probe_ms is None

@@ -23,7 +23,7 @@ from nas.arch import ArchConfig
 from nas.latency._blocks import Block
 from nas.latency._cache import LatencyCache
 from nas.latency._runtimes import RUNTIMES
-from nas.latency._stats import MAX_CONTENTION, LatencyStats
+from nas.latency._stats import MAX_CONTENTION, MAX_CONTENTION_FLAG, LatencyStats
 from nas.latency._target import HardwareTarget
 
 
@@ -62,11 +62,13 @@ class LatencyMeter:
     machine's calibrated speed; the raw median and the speed factor are kept in the
     statistics (``raw_median_ms``, ``speed``).
 
-    Contention guard (with normalisation; ``guard=False`` records the probe only): a 16 MB
-    memory probe is read before every reference block, and an attempt whose probe is more
-    than ``MAX_CONTENTION`` over the fastest seen on this machine is repeated after a
-    pause, then flagged ``contended`` (and ``noisy``): the host's other tenants' memory
-    traffic slows each model to its own degree, which no speed factor corrects
+    Contention guard (``target.contention_guard``, or ``guard`` to override; with
+    normalisation): a 16 MB memory probe is read before every reference block (always, and
+    recorded as ``probe_ms``); with the guard, an attempt whose probe is more than
+    ``MAX_CONTENTION`` over the fastest seen on this machine is repeated after a pause, the
+    least contended one kept, and flagged ``contended`` (and ``noisy``) if still over
+    ``MAX_CONTENTION_FLAG``: the host's other tenants' memory traffic slows each model to
+    its own degree, which no speed factor corrects
     (:class:`~nas.latency._stats.ContentionGuard`).
     """
 
@@ -75,7 +77,7 @@ class LatencyMeter:
         target: HardwareTarget,
         cache: LatencyCache | bool = True,
         timeout_s: float = 900.0,
-        guard: bool = True,
+        guard: bool | None = None,
     ) -> None:
         reason = RUNTIMES[target.runtime].unavailable(target)
         if reason:
@@ -89,7 +91,7 @@ class LatencyMeter:
         self.timeout_s = timeout_s
         self._process: Any = None
         self._conn: Any = None
-        self.guard = guard
+        self.guard = target.contention_guard if guard is None else guard
         self._nominal_ms: float | None = None
         self._probe_ms: float | None = None
         self._calibration_reply: dict[str, Any] | None = None
@@ -200,9 +202,13 @@ class LatencyMeter:
             if hit is not None:
                 return Measurement(LatencyStats.from_dict(hit), subject, self.target.name, True)
         paired = self.target.normalize and RUNTIMES[self.target.runtime].local  # remote: as is
-        if paired:
-            limit = self._probe_limit() if self.guard else None  # None: probe recorded only
-            request = {**request, "probe_limit_ms": limit}
+        if paired and self.guard:  # else: the probe is only recorded
+            fastest = self._probe_fastest()
+            limits = {
+                "probe_limit_ms": fastest * (1 + MAX_CONTENTION),
+                "probe_flag_ms": fastest * (1 + MAX_CONTENTION_FLAG),
+            }
+            request = {**request, **limits}
         reply = self._ask(request)
         stats = LatencyStats.from_dict(reply["stats"])
         if paired:
@@ -265,10 +271,9 @@ class LatencyMeter:
             self._nominal_ms = stored
         return self._nominal_ms
 
-    def _probe_limit(self) -> float:
-        """The memory probe's time above which an attempt counts as contended: its fastest
-        calibration reading or measurement on this machine so far, plus ``MAX_CONTENTION``
-        (stored beside the reference's calibration)."""
+    def _probe_fastest(self) -> float:
+        """The memory probe's fastest calibration reading or measurement on this machine
+        so far (stored beside the reference's calibration): the contention guard's base."""
         if self._probe_ms is None:
             machine = LatencyCache()
             stored = machine.nominal(self._probe_key)
@@ -276,7 +281,7 @@ class LatencyMeter:
                 rounds = self._calibration()["probe_rounds"]
                 stored = machine.set_nominal(self._probe_key, self.target.name, min(rounds), rounds)
             self._probe_ms = stored
-        return self._probe_ms * (1 + MAX_CONTENTION)
+        return self._probe_ms
 
     def _calibration(self) -> dict[str, Any]:
         """Spaced readings of the reference and the probe alone (once per meter)."""

@@ -122,11 +122,16 @@ PAIRED_WARM_S = 0.02
 # sees it: read beside every model for 10 min (benchmarks/latency_probe.py, AMD EPYC VM)
 # its time ranked with the mid-size ONNX Runtime archs' normalised times (Spearman 0.44 to
 # 0.81), and the readings taken while it was within 20% of its fastest spread 5.4% against
-# 10.7% for all of them (torch eager 7.5% against 10.1%). So an attempt whose probe is
-# slower than that is repeated after a pause, and flagged ``contended`` if every one is.
+# 10.7% for all of them. So an attempt whose probe is slower than that is repeated after a
+# pause and the least contended attempt kept; one still over MAX_CONTENTION_FLAG (a memory
+# stream on the other core slowed the probe 91%) is flagged ``contended``. On torch eager
+# the probe ranked against the archs' normalised times (Spearman down to -0.64) and the
+# guard spread passes more (5.5% against 3.9% without, latency_repeat 2026-12-07): it is a
+# target setting (``contention_guard``), on for cpu-ort-1t only.
 PROBE_FLOATS = 1 << 21  # float64: 16 MB, copied into a second buffer
 PROBE_RUNS = 5
-MAX_CONTENTION = 0.20  # the probe's allowance over its calibrated time
+MAX_CONTENTION = 0.20  # the probe's allowance over its fastest before an attempt is repeated
+MAX_CONTENTION_FLAG = 0.50  # ... and before the kept attempt is flagged contended
 CONTENTION_RETRIES = 3
 CONTENTION_PAUSE_S = 0.5
 
@@ -153,10 +158,13 @@ def probe_reading(probe: Callable[[], float], runs: int = PROBE_RUNS) -> float:
 class ContentionGuard:
     """The memory probe read before every reference block of the paired protocol; an
     attempt whose probe median exceeds ``limit_ms`` is repeated (up to ``retries`` more,
-    ``pause_s`` apart). ``limit_ms`` None: the probe is only recorded."""
+    ``pause_s`` apart), the least contended attempt is kept, and flagged ``contended``
+    where its probe still exceeds ``flag_ms``. ``limit_ms`` None: the probe is only
+    recorded."""
 
     probe: Callable[[], float]
     limit_ms: float | None
+    flag_ms: float | None = None  # None: limit_ms
     retries: int = CONTENTION_RETRIES
     pause_s: float = CONTENTION_PAUSE_S
 
@@ -184,7 +192,8 @@ def run_paired_protocol(
     """
     if block < 1:
         raise ValueError("block must be >= 1")
-    limit = guard.limit_ms if guard is not None and guard.limit_ms is not None else None
+    limit = guard.limit_ms if guard is not None else None
+    flag = guard.flag_ms if guard is not None and guard.flag_ms is not None else limit
     best: tuple[tuple[bool, float, float], LatencyStats, float] | None = None
     attempts = cv_failures = contended_failures = 0
     while True:
@@ -203,16 +212,17 @@ def run_paired_protocol(
             subject += _warm_block(time_once, min(block, repeats - len(subject)))
         stats = summarize(subject)
         probe_ms = float(np.median(probes)) if probes else None
-        contended = limit is not None and probe_ms is not None and probe_ms > limit
+        over = limit is not None and probe_ms is not None and probe_ms > limit
+        contended = over and flag is not None and probe_ms is not None and probe_ms > flag
         stats = dataclasses.replace(stats, probe_ms=probe_ms, contended=contended)
         # the least contended attempt, then the least noisy one
-        rank = (contended, probe_ms if contended and probe_ms is not None else 0.0, stats.cv)
+        rank = (over, probe_ms if over and probe_ms is not None else 0.0, stats.cv)
         if best is None or rank < best[0]:
             best = rank, stats, float(np.median(reference))
-        if contended and guard is not None and contended_failures < guard.retries:
+        if over and guard is not None and contended_failures < guard.retries:
             contended_failures += 1
             pause(guard.pause_s)
-        elif not contended and stats.cv > max_cv and cv_failures < retries:
+        elif not over and stats.cv > max_cv and cv_failures < retries:
             cv_failures += 1
             pause(0.2)  # let a transient disturbance pass
         else:

@@ -34,6 +34,10 @@ class HardwareTarget:
     spread 3.5% against 14.0% raw on torch eager and 7.8% against 10.1% raw on ONNX
     Runtime, and with one core busy every result within 10% of its quiet value or flagged
     (raw: 9 of 10 on each): on by default, for both shipped CPU targets.
+    ``contention_guard`` (with ``normalize``) repeats an attempt while a memory probe read
+    beside it is slow, the host's other tenants busy in the shared cache and memory (see
+    :class:`~nas.latency._stats.ContentionGuard`): on for cpu-ort-1t, where it narrowed
+    the pass spread, off for torch eager, where it widened it (latency_repeat, 2026-12-07).
     ``options`` are runtime-specific (for ONNX Runtime:
     ``graph_optimization: all|extended|basic|disabled``). Resolution comes from the arch.
     """
@@ -50,6 +54,7 @@ class HardwareTarget:
     retries: int = 2
     cores: tuple[int, ...] | None = None
     normalize: bool = True
+    contention_guard: bool = False
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     path: Path | None = field(default=None, compare=False)
@@ -76,8 +81,9 @@ class HardwareTarget:
             raise ConfigError(f"target {self.name!r}: max_cv must be in (0, 1)")
         if self.cores is not None:
             object.__setattr__(self, "cores", tuple(int(c) for c in self.cores))
-        if not isinstance(self.normalize, bool):
-            raise ConfigError(f"target {self.name!r}: normalize must be true or false")
+        for key in ("normalize", "contention_guard"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"target {self.name!r}: {key} must be true or false")
         if not isinstance(self.options, dict):
             raise ConfigError(f"target {self.name!r}: options must be a mapping")
 
@@ -95,7 +101,9 @@ class HardwareTarget:
         batch, dtype, cores, runtime options): the key of the machine's calibration.
         Targets that differ only in their protocol (warm-up, repeats, retries, ``max_cv``)
         share one calibration."""
-        return self._digest("warmup", "repeats", "retries", "max_cv", "normalize")
+        return self._digest(
+            "warmup", "repeats", "retries", "max_cv", "normalize", "contention_guard"
+        )
 
     def _digest(self, *leave_out: str) -> str:
         """Hash of the target's settings but its name, description and ``leave_out``."""

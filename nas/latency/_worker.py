@@ -131,7 +131,9 @@ def serve(conn: Connection, target_data: dict[str, Any], cores: list[int] | None
             if reference is None:
                 stats = run_protocol(time_once, *protocol)
             else:  # the machine's speed, read in blocks alternating with the subject's
-                guard = ContentionGuard(reference.probe, request.get("probe_limit_ms"))
+                guard = ContentionGuard(
+                    reference.probe, request.get("probe_limit_ms"), request.get("probe_flag_ms")
+                )
                 stats, reference_ms = run_paired_protocol(
                     time_once, reference.time_once, *protocol, guard=guard
                 )
