@@ -1,8 +1,9 @@
 """Several separate measurements of one model (passes), and what to make of them.
 
 Load from other processes on a shared CPU only ever slows a pass down, so passes that
-disagree are measured again, up to a few extra passes, and the latency is the median of
-the fastest ``passes`` of them; if those still disagree by more than ``max_spread`` the
+disagree, or that the contention guard flagged (``contended``), are measured again, up to a
+few extra passes, and the latency is the median of the fastest ``passes`` of them (passes
+not flagged first); if those still disagree by more than ``max_spread`` the
 result says so (``noisy``) instead of passing a disturbed figure off as a quiet one. Each
 pass is its own cache entry (``repeat`` = its index), so measuring again re-uses them.
 """
@@ -64,9 +65,17 @@ def measure_passes(
     runs = [measure(*args, **kwargs, repeat=r) for r in range(passes)]
 
     def fastest() -> list[Measurement]:
-        return sorted(runs, key=lambda r: r.median_ms)[:passes]
+        # passes read while the shared memory was busy (the contention guard's flag) only
+        # where too few others exist
+        quiet = [r for r in runs if not r.stats.contended]
+        return sorted(quiet if len(quiet) >= passes else runs, key=lambda r: r.median_ms)[:passes]
 
-    while pass_spread([r.median_ms for r in fastest()]) > max_spread and len(runs) < passes + extra:
+    def disagree() -> bool:
+        kept = fastest()
+        spread = pass_spread([r.median_ms for r in kept])
+        return spread > max_spread or any(r.stats.contended for r in kept)
+
+    while disagree() and len(runs) < passes + extra:
         runs.append(measure(*args, **kwargs, repeat=len(runs)))
     kept = fastest()
     medians = [r.median_ms for r in kept]
