@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from collections.abc import Callable
@@ -41,6 +40,7 @@ from latency_repeat import spread_archs
 
 from nas.arch import preset
 from nas.latency import RUNTIMES, load_target, run_paired_protocol
+from nas.latency._stats import memory_probe, probe_reading
 from nas.models import count_flops
 from nas.space import load_space
 
@@ -48,18 +48,6 @@ from nas.space import load_space
 # runs on cpu-ort-1t and 60 on cpu-torch-1t; fewer here, for more readings per minute)
 SETTINGS = {"cpu": (10, 10.0, 5, 20), "tiny": (1, 0.05, 1, 4)}
 PROBE_RUNS = 7
-
-
-def copier(floats: int) -> Callable[[], float]:
-    """One copy of a buffer of ``floats`` float64 into another (seconds)."""
-    src, dst = np.ones(floats), np.empty(floats)
-
-    def run() -> float:
-        start = time.perf_counter()
-        np.copyto(dst, src)
-        return time.perf_counter() - start
-
-    return run
 
 
 def summer(floats: int) -> Callable[[], float]:
@@ -74,13 +62,9 @@ def summer(floats: int) -> Callable[[], float]:
     return run
 
 
-PROBES = {"copy 16MB": lambda: copier(1 << 21), "read 8MB": lambda: summer(1 << 21)}
-
-
-def probe_reading(probe: Callable[[], float]) -> float:
-    """The probe's median over a few runs after one untimed run (ms)."""
-    probe()
-    return statistics.median(probe() for _ in range(PROBE_RUNS)) * 1e3
+# the copy is the meter's own probe (the contention guard's); the committed run (c97ecbc)
+# timed an identical copy of its own
+PROBES = {"copy 16MB": memory_probe, "read 8MB": lambda: summer(1 << 21)}
 
 
 def spread(values: list[float]) -> float | None:
@@ -146,11 +130,11 @@ def main() -> None:
             for target in targets:
                 ref = timers[target.name, reference.short_name()]
                 for arch in models:
-                    before = {n: probe_reading(p) for n, p in probes.items()}
+                    before = {n: probe_reading(p, PROBE_RUNS) for n, p in probes.items()}
                     stats, ref_ms = run_paired_protocol(
                         timers[target.name, arch.short_name()], ref, warmup, repeats, 1.0, 0
                     )
-                    after = {n: probe_reading(p) for n, p in probes.items()}
+                    after = {n: probe_reading(p, PROBE_RUNS) for n, p in probes.items()}
                     readings[target.name, arch.short_name()].append(
                         {
                             "t_s": round(time.monotonic() - started, 2),
