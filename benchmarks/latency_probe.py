@@ -39,8 +39,13 @@ from latency_drift import REFERENCE, TARGETS, arch_timer
 from latency_repeat import spread_archs
 
 from nas.arch import preset
-from nas.latency import RUNTIMES, load_target, run_paired_protocol
-from nas.latency._stats import memory_probe, probe_reading
+from nas.latency import (
+    RUNTIMES,
+    load_target,
+    memory_probe,
+    probe_reading,
+    run_paired_protocol,
+)
 from nas.models import count_flops
 from nas.space import load_space
 

@@ -357,7 +357,14 @@ def test_ddp_two_processes_stay_in_sync(tmp_path):
         env=env,
         cwd=REPO,
     )
-    assert result.returncode == 0, result.stderr[-2000:]
+    # the launcher's summary ends stderr; a rank's own reason for dying (an abort) comes
+    # before it
+    reasons = [
+        line
+        for line in result.stderr.splitlines()
+        if any(k in line for k in ("terminate", "what()", "Error", "error:"))
+    ]
+    assert result.returncode == 0, "\n".join(reasons[-20:]) + "\n" + result.stderr[-2000:]
     maxdiff = float(result.stdout.split("MAXDIFF")[1].split()[0])
     assert maxdiff == 0.0
     files = sorted(p.name for p in (tmp_path / "run").iterdir())

@@ -32,7 +32,15 @@ if TYPE_CHECKING:
     from nas.latency._cache import PROTOCOL_VERSION, LatencyCache
     from nas.latency._meter import LatencyMeter, Measurement
     from nas.latency._predictor import LatencyPredictor, build_lut, default_lut_path
-    from nas.latency._stats import LatencyStats, run_paired_protocol, run_protocol, summarize
+    from nas.latency._stats import (
+        ContentionGuard,
+        LatencyStats,
+        memory_probe,
+        probe_reading,
+        run_paired_protocol,
+        run_protocol,
+        summarize,
+    )
     from nas.latency._validate import error_by_axis, kendall_tau, validate, write_report
 
 __getattr__, __dir__ = lazy_attributes(
@@ -45,7 +53,10 @@ __getattr__, __dir__ = lazy_attributes(
         "nas.latency._meter": ("LatencyMeter", "Measurement"),
         "nas.latency._predictor": ("LatencyPredictor", "build_lut", "default_lut_path"),
         "nas.latency._stats": (
+            "ContentionGuard",
             "LatencyStats",
+            "memory_probe",
+            "probe_reading",
             "run_paired_protocol",
             "run_protocol",
             "summarize",
@@ -62,6 +73,7 @@ __all__ = [
     "SIDE_BY_SIDE_ROUNDS",
     "Backend",
     "Block",
+    "ContentionGuard",
     "HardwareTarget",
     "LatencyCache",
     "LatencyMeter",
@@ -78,8 +90,10 @@ __all__ = [
     "kendall_tau",
     "load_target",
     "measure_passes",
+    "memory_probe",
     "parse_latency",
     "pass_spread",
+    "probe_reading",
     "register_runtime",
     "run_paired_protocol",
     "run_protocol",
