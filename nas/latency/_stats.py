@@ -125,11 +125,10 @@ PAIRED_WARM_S = 0.02
 # 10.7% for all of them. So an attempt whose probe is slower than that is repeated after a
 # pause and the least contended attempt kept; one still over MAX_CONTENTION_FLAG (a memory
 # stream on the other core slowed the probe 91%) is flagged ``contended``. On torch eager
-# the probe ranked against the archs' normalised times (Spearman down to -0.64), and side
-# by side the guard spread passes more in one hour and less in the next (5.5% against 3.9%
-# without, then 7.4% against 9.6%; ONNX Runtime 5.0% against 6.7%, then 12.8% against
-# 15.3%: latency_repeat 2026-12-07): a target setting (``contention_guard``), on for
-# cpu-ort-1t only.
+# the probe ranked against the archs' normalised times (Spearman down to -0.64). Side by
+# side (latency_repeat, three runs on 2026-12-07) the guard narrowed the pass spread in 2
+# of 3 runs on each runtime, by less than the hours differ: a target setting
+# (``contention_guard``), on for cpu-ort-1t only.
 PROBE_FLOATS = 1 << 21  # float64: 16 MB, copied into a second buffer
 PROBE_RUNS = 5
 MAX_CONTENTION = 0.20  # the probe's allowance over its fastest before an attempt is repeated

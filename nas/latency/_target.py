@@ -36,9 +36,9 @@ class HardwareTarget:
     (raw: 9 of 10 on each): on by default, for both shipped CPU targets.
     ``contention_guard`` (with ``normalize``) repeats an attempt while a memory probe read
     beside it is slow, the host's other tenants busy in the shared cache and memory (see
-    :class:`~nas.latency._stats.ContentionGuard`): on for cpu-ort-1t, where it narrowed
-    the pass spread in both side-by-side runs, off for torch eager, where it widened it in
-    one and narrowed it in the other (latency_repeat, 2026-12-07).
+    :class:`~nas.latency._stats.ContentionGuard`): on for cpu-ort-1t only; side by side it
+    narrowed the pass spread in 2 of 3 runs on each runtime, within the hour-to-hour noise
+    (latency_repeat, 2026-12-07).
     ``options`` are runtime-specific (for ONNX Runtime:
     ``graph_optimization: all|extended|basic|disabled``). Resolution comes from the arch.
     """
