@@ -158,14 +158,13 @@ def main() -> None:
         for target in targets:
             meters = {
                 way: LatencyMeter(dataclasses.replace(target, normalize=way == "norm"))
-                for way in ("norm", "raw")
+                for way in BUSY_WAYS
             }
-            measures = {way: meter.measure_arch for way, meter in meters.items()}
             try:
-                for arch in archs:  # every protocol arch by arch, under the same load
-                    for way in BUSY_WAYS:
+                for arch in archs:  # both protocols arch by arch, under the same load
+                    for way, meter in meters.items():
                         busy[target.name, arch.hash, way] = measure_passes(
-                            measures[way], arch, use_cache=False
+                            meter.measure_arch, arch, use_cache=False
                         )
             finally:
                 for meter in meters.values():

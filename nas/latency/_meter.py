@@ -255,10 +255,10 @@ class LatencyMeter:
         same speed.
         """
         if self._nominal_ms is None:
+            key = LatencyCache.key("calibration", self.target.speed_hash, self.environment)
             # a fact of the machine: its own store, whichever cache (or none, with
             # ``cache=False``) holds the measurements
             machine = LatencyCache()
-            key = LatencyCache.key("calibration", self.target.speed_hash, self.environment)
             # A calibration kept under the whole target's hash (before 2026-12-07) stays
             # this target's: its cached measurements and lookup tables were read at it.
             own = LatencyCache.key("calibration", self.target.hash, self.environment)
