@@ -11,8 +11,9 @@ at FLOPs quantiles of 400 random samples), on each target:
    ``LatencyMeter``: warm-up, repeats, outlier rejection, speed normalisation). The
    figure: each arch's pass-to-pass spread, (max - min) / median of its 3 passes.
 2. **One core busy**: a load generator (a busy loop that ends by itself, started and
-   stopped here) runs while every arch is measured again through ``measure_passes``, the
-   protocol that re-measures disagreeing passes and flags what still disagrees. The
+   stopped here) runs while every arch is measured again through ``measure_spaced``, the
+   protocol of the search's front (passes of all archs in rounds at least 30 s apart,
+   disagreeing passes re-measured, what still disagrees flagged). The
    figure: how far each result lies from the arch's quiet median, and whether it is
    within 10% or flagged noisy (the goal: none silently off by more). Measured two
    ways, arch by arch, each against its own quiet median: with speed normalisation and
@@ -27,6 +28,12 @@ out both ways: ``quiet_spread`` normalised (the default protocol), ``raw_spread`
 (``normalize: false``), also the raw minimum and 10th percentile and the reference's
 speed factor alone: which part of the protocol the spread comes from.
 
+``spaced``: in each quiet round, after the single passes, every arch measured again by the
+target's protocol in spaced passes (``measure_spaced``: 3 passes, every arch of both
+targets once per pass, passes at least 30 s apart, the result the median of the fastest
+3): whether passes spread over a minute, not read back to back, repeat better between
+rounds than one pass does (``spaced_spread`` against ``quiet_spread``, the same rounds).
+
 Nothing else may run on the machine meanwhile. ``tiny`` (CI smoke): 2 archs, 2 rounds, no
 gap. Writes results/latency_repeat_<scale>.{json,md}.
 """
@@ -39,6 +46,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,18 +56,21 @@ from _common import RESULTS, add_targets_argument, publish
 from nas.arch import ArchConfig
 from nas.latency import (
     MAX_PASS_SPREAD,
+    PASS_GAP_S,
     LatencyMeter,
     LatencyStats,
+    Measurement,
+    PassSummary,
     load_target,
-    measure_passes,
+    measure_spaced,
     pass_spread,
 )
 from nas.models import count_flops
 from nas.space import SearchSpace, load_space
 
-SETTINGS = {  # archs, rounds, minimum minutes between quiet rounds
-    "cpu": (10, 3, 10.0),
-    "tiny": (2, 2, 0.0),
+SETTINGS = {  # archs, rounds, minimum minutes between quiet rounds, seconds between spaced passes
+    "cpu": (10, 3, 10.0, PASS_GAP_S),
+    "tiny": (2, 2, 0.0, 0.0),
 }
 BUSY_TOLERANCE = 0.10
 # the busy phase measures every arch with speed normalisation and without, to decide the
@@ -103,6 +114,26 @@ def _count_not(oks: Any) -> int:
     return sum(not ok for ok in oks)
 
 
+def _uncached_pass(meter: LatencyMeter, arch: ArchConfig) -> Callable[[int], Measurement]:
+    def measure(repeat: int) -> Measurement:
+        return meter.measure_arch(arch, use_cache=False, repeat=repeat)
+
+    return measure
+
+
+def _spaced_columns(results: list[PassSummary]) -> dict[str, Any]:
+    """The spaced-pass result of each round, their spread, and the passes behind them."""
+    latencies = [round(res.latency_ms, 4) for res in results]
+    return {
+        "spaced_ms": round(statistics.median(latencies), 4),
+        "spaced_spread": round(pass_spread(latencies), 4),
+        "spaced_remeasured": sum(res.remeasured for res in results),
+        "spaced_noisy": sum(res.noisy for res in results),
+        "spaced_results_ms": latencies,
+        "spaced_passes_ms": [[round(x, 4) for x in res.medians] for res in results],
+    }
+
+
 def busy_core(seconds: float) -> subprocess.Popen[bytes]:
     """A process that keeps one core busy for ``seconds`` and then ends by itself."""
     code = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end:\n pass"
@@ -120,7 +151,7 @@ def main() -> None:
     parser.add_argument("--name", default="latency_repeat", help="result file name")
     add_targets_argument(parser)
     args = parser.parse_args()
-    count, rounds, gap_min = SETTINGS[args.scale]
+    count, rounds, gap_min, pass_gap_s = SETTINGS[args.scale]
     gap_s = 60 * (gap_min if args.gap_min is None else args.gap_min)
     started = time.time()
     archs = spread_archs(load_space(args.space), count)
@@ -128,6 +159,9 @@ def main() -> None:
 
     quiet: dict[tuple[str, str, str], list[LatencyStats]] = {
         (t.name, a.hash, way): [] for t in targets for a in archs for way in QUIET_WAYS
+    }
+    spaced: dict[tuple[str, str], list[PassSummary]] = {
+        (t.name, a.hash): [] for t in targets for a in archs
     }
     for r in range(rounds):
         round_start = time.monotonic()
@@ -145,31 +179,50 @@ def main() -> None:
             finally:
                 for meter in meters.values():
                     meter.close()
+        # the same round, the shipped protocol again in spaced passes (measure_spaced: every
+        # arch of both targets once per pass, passes pass_gap_s apart), fresh processes
+        spaced_meters = {t.name: LatencyMeter(t) for t in targets}
+        try:
+            got = measure_spaced(
+                {
+                    (t.name, a.hash): _uncached_pass(spaced_meters[t.name], a)
+                    for t in targets
+                    for a in archs
+                },
+                gap_s=pass_gap_s,
+            )
+        finally:
+            for meter in spaced_meters.values():
+                meter.close()
+        for key, summary in got.items():
+            spaced[key].append(summary)
         print(f"quiet round {r + 1}/{rounds} done", flush=True)
         if r + 1 < rounds:
             time.sleep(max(0.0, gap_s - (time.monotonic() - round_start)))
 
-    busy: dict[tuple[str, str, str], Any] = {}
     # bounded: it ends by itself well after the busy measurements (6 passes at most each,
     # both protocols)
     load = busy_core(120.0 + 120.0 * len(archs) * len(targets))
+    busy_meters = {
+        (t.name, way): LatencyMeter(dataclasses.replace(t, normalize=way == "norm"))
+        for t in targets
+        for way in BUSY_WAYS
+    }
     try:
         time.sleep(1.0)  # let the load take its core
-        for target in targets:
-            meters = {
-                way: LatencyMeter(dataclasses.replace(target, normalize=way == "norm"))
+        # both protocols arch by arch, under the same load, in spaced passes like the front
+        busy = measure_spaced(
+            {
+                (t.name, a.hash, way): _uncached_pass(busy_meters[t.name, way], a)
+                for t in targets
+                for a in archs
                 for way in BUSY_WAYS
-            }
-            try:
-                for arch in archs:  # both protocols arch by arch, under the same load
-                    for way, meter in meters.items():
-                        busy[target.name, arch.hash, way] = measure_passes(
-                            meter.measure_arch, arch, use_cache=False
-                        )
-            finally:
-                for meter in meters.values():
-                    meter.close()
+            },
+            gap_s=pass_gap_s,
+        )
     finally:
+        for meter in busy_meters.values():
+            meter.close()
         load.terminate()
         load.wait()
 
@@ -203,6 +256,7 @@ def main() -> None:
                 },
                 **{f"{k}_spread": round(pass_spread(v), 4) for k, v in readouts.items()},
                 **{f"{k}_passes": v for k, v in readouts.items()},
+                **_spaced_columns(spaced[target.name, arch.hash]),
             }
             for way in BUSY_WAYS:  # each protocol against its own quiet median
                 reference = statistics.median(references[way])
@@ -226,9 +280,11 @@ def main() -> None:
                 f"median_{k}_spread": statistics.median(
                     r[f"{k}_spread"] for r in rows if r["target"] == t.name
                 )
-                for k in (*READOUTS, *QUIET_WAYS)
+                for k in (*READOUTS, *QUIET_WAYS, "spaced")
             },
             "contended_passes": sum(r["guarded_contended"] for r in rows if r["target"] == t.name),
+            "spaced_remeasured": sum(r["spaced_remeasured"] for r in rows if r["target"] == t.name),
+            "spaced_noisy": sum(r["spaced_noisy"] for r in rows if r["target"] == t.name),
             **{
                 f"busy_{way}_{stat}": agg(
                     r[f"busy_{way}_ok"] for r in rows if r["target"] == t.name
@@ -243,10 +299,16 @@ def main() -> None:
     notes = (
         f"{len(archs)} archs x {len(targets)} targets; quiet: {rounds} rounds at least "
         f"{gap_s / 60:g} min apart (fresh measuring process per round, uncached); busy: one "
-        f"core kept busy, each arch through measure_passes (re-measures passes that differ "
-        f"by over {MAX_PASS_SPREAD:.0%}) twice, arch by arch: with speed normalisation "
-        "(busy_norm, against the normalised quiet median) and without (busy_raw, against the "
-        "raw quiet median). Goals (issue 25): median quiet spread <= 5% per "
+        f"core kept busy, each arch through measure_spaced (passes at least {pass_gap_s:g} s "
+        f"apart, more while they differ by over {MAX_PASS_SPREAD:.0%}) twice, arch by arch: "
+        "with speed normalisation (busy_norm, against the normalised quiet median) and "
+        "without (busy_raw, against the raw quiet median). `spaced`: in each quiet round, "
+        "after those single passes, the target's protocol again through measure_spaced (3 "
+        f"passes per arch, every arch of both targets once per pass, passes at least "
+        f"{pass_gap_s:g} s apart, more passes while the fastest 3 differ by over "
+        f"{MAX_PASS_SPREAD:.0%}; the result the median of the fastest 3): `spaced_spread` "
+        "is the spread of those results between rounds. Goals (issue 25): median quiet "
+        "spread <= 5% per "
         f"target; busy: every result within {BUSY_TOLERANCE:.0%} of its quiet median or "
         "flagged noisy. Other readouts of the same quiet passes (the diagnosis: which part "
         "of the protocol spreads): "
@@ -260,11 +322,17 @@ def main() -> None:
             f"ok {s['busy_raw_ok_share']:.0%} ({s['busy_raw_silently_off']} silently off); "
             f"side by side, with the contention guard {s['median_guarded_spread']:.1%} "
             f"({s['contended_passes']} of {rounds * count} passes flagged contended), "
-            f"without {s['median_unguarded_spread']:.1%}"
+            f"without {s['median_unguarded_spread']:.1%}; the protocol in spaced passes "
+            f"{s['median_spaced_spread']:.1%} ({s['spaced_remeasured']} extra passes, "
+            f"{s['spaced_noisy']} of {rounds * count} results flagged noisy)"
             for name, s in summary.items()
         )
     )
-    extra = {"summary": summary, "wall_s": round(time.time() - started, 1)}
+    extra = {
+        "summary": summary,
+        "settings": {"pass_gap_s": pass_gap_s, "gap_min": gap_s / 60, "rounds": rounds},
+        "wall_s": round(time.time() - started, 1),
+    }
     publish(args.name, args.scale, rows, extra, columns, notes, args.results)
 
 

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from nas.latency import Measurement, measure_passes, pass_spread, summarize
+from nas.latency import Measurement, measure_passes, measure_spaced, pass_spread, summarize
 
 
-def _meter(medians: list[float], noisy: set[int] = frozenset(), contended: set[int] = frozenset()):
+def _meter(
+    medians: list[float],
+    noisy: set[int] = frozenset(),
+    contended: set[int] = frozenset(),
+    cached: bool = False,
+):
     """A measure(repeat) that returns the given pass medians in turn, recording repeats;
     the passes in ``contended`` flagged by the contention guard (and so noisy)."""
     asked: list[int] = []
@@ -20,7 +25,7 @@ def _meter(medians: list[float], noisy: set[int] = frozenset(), contended: set[i
         if repeat in noisy | contended:
             flags = {"noisy": True, "contended": repeat in contended}
             stats = type(stats)(**{**stats.to_dict(), **flags})
-        return Measurement(stats, "arch:x", "t", cached=False)
+        return Measurement(stats, "arch:x", "t", cached=cached)
 
     return measure, asked
 
@@ -93,3 +98,88 @@ def test_arguments_reach_the_measure_with_each_pass_its_repeat():
 
     measure_passes(measure, "x", use_cache=False)
     assert calls == [("x", False, 0), ("x", False, 1), ("x", False, 2)]
+
+
+class _Clock:
+    """A clock that only moves when slept on or told to (each measurement takes ``run_s``)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(round(seconds, 6))
+        self.now += seconds
+
+    def timed(self, measure, run_s: float, log: list, key: str):
+        def run(repeat: int) -> Measurement:
+            log.append((key, repeat, self.now))
+            self.now += run_s
+            return measure(repeat)
+
+        return run
+
+
+def test_spaced_passes_go_in_rounds_a_gap_apart_and_only_disagreeing_models_go_on():
+    clock, log = _Clock(), []
+    a, _ = _meter([5.0, 5.1, 5.05])  # agrees: 3 passes
+    b, _ = _meter([5.0, 9.0, 5.1, 5.05])  # the second pass disturbed: one extra round
+    measures = {"a": clock.timed(a, 1.0, log, "a"), "b": clock.timed(b, 1.0, log, "b")}
+    ticks = []
+    got = measure_spaced(
+        measures,
+        gap_s=30.0,
+        sleep=clock.sleep,
+        clock=clock,
+        progress=lambda: ticks.append(1),
+    )
+    # round by round, every model once per round, each pass its own repeat
+    assert [(k, r) for k, r, _ in log] == [
+        ("a", 0),
+        ("b", 0),
+        ("a", 1),
+        ("b", 1),
+        ("a", 2),
+        ("b", 2),
+        ("b", 3),
+    ]
+    starts = sorted({t for k, r, t in log if k == "a"} | {t for k, r, t in log if r == 3})
+    assert starts == [0.0, 30.0, 60.0, 90.0]  # rounds begin a gap apart, not back to back
+    assert clock.slept == [28.0, 28.0, 28.0]
+    assert len(ticks) == 7
+    assert got["a"].latency_ms == 5.05 and got["a"].remeasured == 0
+    assert got["b"].latency_ms == 5.05 and got["b"].remeasured == 1 and not got["b"].noisy
+
+
+def test_spaced_passes_give_what_measure_passes_gives_one_model():
+    for medians in ([5.0, 9.0, 5.1, 5.05], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]):
+        alone, _ = _meter(medians)
+        spaced, _ = _meter(medians)
+        clock = _Clock()
+        assert (
+            measure_passes(alone)
+            == measure_spaced({"x": spaced}, gap_s=10.0, sleep=clock.sleep, clock=clock)["x"]
+        )
+
+
+def test_cached_passes_are_not_waited_for():
+    # a round read from the cache took no time on the machine: nothing to space out
+    clock = _Clock()
+    measure, asked = _meter([5.0, 5.1, 5.05], cached=True)
+    measure_spaced({"x": measure}, gap_s=30.0, sleep=clock.sleep, clock=clock)
+    assert asked == [0, 1, 2] and clock.slept == []
+
+
+def test_a_slow_round_is_not_followed_by_a_wait():
+    clock, log = _Clock(), []
+    a, _ = _meter([5.0, 5.1, 5.05])
+    measure_spaced(
+        {"a": clock.timed(a, 40.0, log, "a")},
+        gap_s=30.0,
+        sleep=clock.sleep,
+        clock=clock,
+    )
+    assert clock.slept == [0.0, 0.0] and [t for *_, t in log] == [0.0, 40.0, 80.0]

@@ -17,9 +17,11 @@ from nas._lazy import lazy_attributes
 from nas.latency._budget import format_ms, parse_latency
 from nas.latency._passes import (
     MAX_PASS_SPREAD,
+    PASS_GAP_S,
     SIDE_BY_SIDE_ROUNDS,
     PassSummary,
     measure_passes,
+    measure_spaced,
     pass_spread,
     side_by_side,
 )
@@ -68,6 +70,7 @@ __getattr__, __dir__ = lazy_attributes(
 __all__ = [
     "DEFAULT_TARGET",
     "MAX_PASS_SPREAD",
+    "PASS_GAP_S",
     "PROTOCOL_VERSION",
     "RUNTIMES",
     "SIDE_BY_SIDE_ROUNDS",
@@ -90,6 +93,7 @@ __all__ = [
     "kendall_tau",
     "load_target",
     "measure_passes",
+    "measure_spaced",
     "memory_probe",
     "parse_latency",
     "pass_spread",

@@ -11,9 +11,10 @@ pass is its own cache entry (``repeat`` = its index), so measuring again re-uses
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from nas.latency._meter import Measurement
@@ -21,6 +22,10 @@ if TYPE_CHECKING:
 PASSES = 3
 EXTRA_PASSES = 3
 MAX_PASS_SPREAD = 0.10  # (max - min) / median of the kept passes
+# seconds between the starts of two rounds of spaced passes (measure_spaced)
+PASS_GAP_S = 30.0
+
+_K = TypeVar("_K", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -59,25 +64,71 @@ def measure_passes(
 ) -> PassSummary:
     """``measure(*args, **kwargs, repeat=r)`` for r = 0..passes-1, then more while the
     fastest ``passes`` disagree by more than ``max_spread`` (at most ``extra`` more), e.g.
-    ``measure_passes(meter.measure_arch, arch)``."""
+    ``measure_passes(meter.measure_arch, arch)``. The passes follow each other at once: see
+    :func:`measure_spaced` for several models whose passes are spread over time."""
+
+    def one(repeat: int) -> Measurement:
+        return measure(*args, **kwargs, repeat=repeat)
+
+    return measure_spaced({0: one}, passes, extra, max_spread, gap_s=0.0)[0]
+
+
+def measure_spaced(
+    measures: Mapping[_K, Callable[[int], Measurement]],
+    passes: int = PASSES,
+    extra: int = EXTRA_PASSES,
+    max_spread: float = MAX_PASS_SPREAD,
+    gap_s: float = PASS_GAP_S,
+    progress: Callable[[], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[_K, PassSummary]:
+    """The passes of several models in rounds at least ``gap_s`` apart: round r measures
+    every model once (``measures[key](r)``, ``r`` the pass's ``repeat``), the first
+    ``passes`` rounds all of them, later ones (at most ``extra``) only those whose fastest
+    passes still disagree, as in :func:`measure_passes`.
+
+    A shared host's other tenants slow a model for stretches from under a second to
+    minutes (``benchmarks/latency_probe.py``); passes read back to back share one
+    stretch, passes a round apart rarely do, and the fastest of them is the quiet figure.
+    ``progress`` is called after each measurement."""
     if passes < 1 or extra < 0:
         raise ValueError("passes must be >= 1 and extra >= 0")
-    runs = [measure(*args, **kwargs, repeat=r) for r in range(passes)]
+    runs: dict[_K, list[Measurement]] = {key: [] for key in measures}
+    pending = list(measures)
+    started: float | None = None  # the last round's start, if it measured (not all cached)
+    for r in range(passes + extra):
+        if r >= passes:
+            pending = [key for key in pending if _disagree(runs[key], passes, max_spread)]
+        if not pending:
+            break
+        if started is not None:
+            sleep(max(0.0, started + gap_s - clock()))
+        started = clock()
+        for key in pending:
+            runs[key].append(measures[key](r))
+            if progress is not None:
+                progress()
+        if all(runs[key][-1].cached for key in pending):
+            started = None
+    return {key: _summary(got, passes, max_spread) for key, got in runs.items()}
 
-    def fastest() -> list[Measurement]:
-        # passes read while the shared memory was busy (the contention guard's flag) only
-        # where too few others exist
-        quiet = [r for r in runs if not r.stats.contended]
-        return sorted(quiet if len(quiet) >= passes else runs, key=lambda r: r.median_ms)[:passes]
 
-    def disagree() -> bool:
-        kept = fastest()
-        spread = pass_spread([r.median_ms for r in kept])
-        return spread > max_spread or any(r.stats.contended for r in kept)
+def _fastest(runs: list[Measurement], passes: int) -> list[Measurement]:
+    # passes read while the shared memory was busy (the contention guard's flag) only where
+    # too few others exist
+    quiet = [r for r in runs if not r.stats.contended]
+    return sorted(quiet if len(quiet) >= passes else runs, key=lambda r: r.median_ms)[:passes]
 
-    while disagree() and len(runs) < passes + extra:
-        runs.append(measure(*args, **kwargs, repeat=len(runs)))
-    kept = fastest()
+
+def _disagree(runs: list[Measurement], passes: int, max_spread: float) -> bool:
+    kept = _fastest(runs, passes)
+    spread = pass_spread([r.median_ms for r in kept])
+    return spread > max_spread or any(r.stats.contended for r in kept)
+
+
+def _summary(runs: list[Measurement], passes: int, max_spread: float) -> PassSummary:
+    kept = _fastest(runs, passes)
     medians = [r.median_ms for r in kept]
     spread = pass_spread(medians)
     return PassSummary(
