@@ -13,6 +13,7 @@ import argparse
 import json
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -24,7 +25,7 @@ from nas.arch import ArchConfig
 from nas.checkpoint import arch_of, load_checkpoint
 from nas.data import DataSplits, load_data
 from nas.io import write_json_atomic
-from nas.latency import LatencyMeter, load_target, measure_passes
+from nas.latency import LatencyMeter, load_target, measure_spaced
 from nas.search import SearchOptions, run_search
 from nas.space import SearchSpace, load_space
 from nas.train import FINAL, STATE, fit_to_data, train
@@ -92,8 +93,9 @@ def supernet(
 
 
 def budgets(work: Path, targets: tuple[str, ...] = CPU_TARGETS) -> dict[str, dict[str, float]]:
-    """Measured latency of each budget baseline on each target (ms; ``measure_passes``:
-    the median of the fastest 3 passes, more taken while they disagree).
+    """Measured latency of each budget baseline on each target (ms; ``measure_spaced``:
+    the median of the fastest 3 passes, in rounds the target's ``pass_gap_s`` apart, more
+    taken while they disagree).
 
     Kept in ``budgets.json`` so that every search and every script of the scale uses the
     same budgets, measured once.
@@ -102,11 +104,16 @@ def budgets(work: Path, targets: tuple[str, ...] = CPU_TARGETS) -> dict[str, dic
     known: dict[str, dict[str, float]] = json.loads(path.read_text()) if path.exists() else {}
     missing = [t for t in targets if t not in known]
     for target in missing:
-        with LatencyMeter(load_target(target)) as meter:
-            known[target] = {
-                label: measure_passes(meter.measure_arch, preset(name)).latency_ms
-                for label, name in BUDGET_BASELINES.items()
-            }
+        spec = load_target(target)
+        with LatencyMeter(spec) as meter:
+            measured = measure_spaced(
+                {
+                    label: partial(meter.measure_arch, preset(name))
+                    for label, name in BUDGET_BASELINES.items()
+                },
+                gap_s=spec.pass_gap_s,
+            )
+        known[target] = {label: m.latency_ms for label, m in measured.items()}
     if missing:
         write_json_atomic(path, known)
     return known

@@ -46,7 +46,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,6 @@ from nas.latency import (
     PASS_GAP_S,
     LatencyMeter,
     LatencyStats,
-    Measurement,
     PassSummary,
     load_target,
     measure_spaced,
@@ -112,13 +111,6 @@ def _readouts(stats: list[LatencyStats]) -> dict[str, list[float]]:
 
 def _count_not(oks: Any) -> int:
     return sum(not ok for ok in oks)
-
-
-def _uncached_pass(meter: LatencyMeter, arch: ArchConfig) -> Callable[[int], Measurement]:
-    def measure(repeat: int) -> Measurement:
-        return meter.measure_arch(arch, use_cache=False, repeat=repeat)
-
-    return measure
 
 
 def _spaced_columns(results: list[PassSummary]) -> dict[str, Any]:
@@ -185,7 +177,9 @@ def main() -> None:
         try:
             got = measure_spaced(
                 {
-                    (t.name, a.hash): _uncached_pass(spaced_meters[t.name], a)
+                    (t.name, a.hash): partial(
+                        spaced_meters[t.name].measure_arch, a, use_cache=False
+                    )
                     for t in targets
                     for a in archs
                 },
@@ -213,7 +207,9 @@ def main() -> None:
         # both protocols arch by arch, under the same load, in spaced passes like the front
         busy = measure_spaced(
             {
-                (t.name, a.hash, way): _uncached_pass(busy_meters[t.name, way], a)
+                (t.name, a.hash, way): partial(
+                    busy_meters[t.name, way].measure_arch, a, use_cache=False
+                )
                 for t in targets
                 for a in archs
                 for way in BUSY_WAYS

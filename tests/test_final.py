@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
+import time
 
 import optuna
 import pandas as pd
@@ -16,9 +18,10 @@ from nas.checkpoint import load_checkpoint, model_from_checkpoint, supernet_from
 from nas.data import DataSpec, load_data
 from nas.final import FinalTraining, FrontTrainer
 from nas.final.__main__ import main as final_main
+from nas.latency import HardwareTarget, Measurement, summarize
 from nas.search import SearchOptions, run_search
 from nas.search._anchors import EXPLORE_BELOW, TRIES, WINDOW, candidates, explore_from
-from nas.search._front import rivals
+from nas.search._front import measure_archs, rivals
 from nas.search._pareto import pareto_front
 from nas.space import load_space
 from nas.train import TrainConfig, evaluate, loader_for, subnet_model, train
@@ -273,6 +276,34 @@ def test_anchor_candidates_are_the_best_estimates_that_spend_most_of_the_latency
     assert candidates(searched, 7.0) == ["c"]  # none in 5.6-6.79 ms: the best below
     assert candidates(searched, 4.0) == []
     assert candidates(searched, 13.0) == ["d"]  # "a", "b" and "c" spend under 80% of it
+
+
+def test_the_front_is_measured_round_by_round_the_targets_gap_apart():
+    # every candidate once per round, rounds spread in time: a stretch of contention on a
+    # shared host falls on one pass of several archs, not on every pass of one
+    class Meter:
+        target = HardwareTarget("t", "torch", pass_gap_s=0.05)
+
+        def __init__(self) -> None:
+            self.calls: list[tuple[str, int, float]] = []
+
+        def measure_arch(self, arch: str, repeat: int = 0) -> Measurement:
+            self.calls.append((arch, repeat, time.monotonic()))
+            return Measurement(summarize([2.0] * 5), f"arch:{arch}", "t", cached=False)
+
+    meter = Meter()
+    got = measure_archs(meter, ["a", "b"], "front", progress=False)  # type: ignore[arg-type]
+    assert [(a, r) for a, r, _ in meter.calls] == [
+        ("a", 0),
+        ("b", 0),
+        ("a", 1),
+        ("b", 1),
+        ("a", 2),
+        ("b", 2),
+    ]
+    starts = [t for a, _, t in meter.calls if a == "a"]
+    assert all(later - earlier >= 0.05 for earlier, later in itertools.pairwise(starts))
+    assert [s.latency_ms for s in got] == [2.0, 2.0]
 
 
 def test_rivals_are_the_best_estimates_no_slower_than_each_front_arch():

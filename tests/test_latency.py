@@ -166,6 +166,17 @@ def test_target_errors(tmp_path):
     bad.write_text("name: t\nruntime: torch\nthreads: 0\n")
     with pytest.raises(ConfigError, match="threads must be an integer >= 1"):
         load_target(bad)
+    for gap in ("-1", "soon", "true", "900"):
+        bad.write_text(f"name: t\nruntime: torch\npass_gap_s: {gap}\n")
+        with pytest.raises(ConfigError, match="pass_gap_s must be a number of seconds"):
+            load_target(bad)
+
+
+def test_pass_spacing_schedules_passes_without_changing_a_measurement():
+    # the same measurement, so the same cache entries and calibration
+    target = load_target("cpu-ort-1t")
+    spaced = dataclasses.replace(target, pass_gap_s=target.pass_gap_s + 15)
+    assert spaced.hash == target.hash and spaced.speed_hash == target.speed_hash
 
 
 def test_target_round_trip_and_pinning(tmp_path):

@@ -8,6 +8,7 @@ import math
 import os
 import tempfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ from nas import ConfigError
 from nas.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from nas.data import DataSpec, DataSplits
 from nas.io import write_json_atomic
-from nas.latency import LatencyMeter, load_target, measure_passes
+from nas.latency import LatencyMeter, load_target, measure_spaced
 from nas.models import ShuffleNetV2
 from nas.train import FINAL, STATE, TrainConfig, recalibrate_bn, train
 
@@ -44,13 +45,18 @@ def refusal_of(prune: Callable[[], object], out: Path) -> str | None:
 
 def measure(paths: list[Path], target_name: str | None) -> list[dict[str, Any] | None]:
     """Latency of each checkpoint on ``target_name``, side by side in one measuring process
-    (separate passes each, see ``measure_passes``)."""
+    (passes in rounds the target's ``pass_gap_s`` apart, see ``measure_spaced``)."""
     if target_name is None:
         return [None] * len(paths)
     records: list[dict[str, Any] | None] = []
-    with LatencyMeter(load_target(target_name), cache=False) as meter:
-        for path in paths:
-            m = measure_passes(meter.measure_checkpoint, path)
+    target = load_target(target_name)
+    with LatencyMeter(target, cache=False) as meter:
+        measured = measure_spaced(
+            {i: partial(meter.measure_checkpoint, path) for i, path in enumerate(paths)},
+            gap_s=target.pass_gap_s,
+        )
+        for i in range(len(paths)):
+            m = measured[i]
             records.append(
                 {
                     "target": target_name,

@@ -18,6 +18,7 @@ from nas.latency._budget import format_ms, parse_latency
 from nas.latency._passes import (
     MAX_PASS_SPREAD,
     PASS_GAP_S,
+    PASSES,
     SIDE_BY_SIDE_ROUNDS,
     PassSummary,
     measure_passes,
@@ -70,6 +71,7 @@ __getattr__, __dir__ = lazy_attributes(
 __all__ = [
     "DEFAULT_TARGET",
     "MAX_PASS_SPREAD",
+    "PASSES",
     "PASS_GAP_S",
     "PROTOCOL_VERSION",
     "RUNTIMES",

@@ -10,6 +10,7 @@ pass is its own cache entry (``repeat`` = its index), so measuring again re-uses
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable, Hashable, Mapping
@@ -67,14 +68,12 @@ def measure_passes(
     ``measure_passes(meter.measure_arch, arch)``. The passes follow each other at once: see
     :func:`measure_spaced` for several models whose passes are spread over time."""
 
-    def one(repeat: int) -> Measurement:
-        return measure(*args, **kwargs, repeat=repeat)
-
+    one = functools.partial(measure, *args, **kwargs)
     return measure_spaced({0: one}, passes, extra, max_spread, gap_s=0.0)[0]
 
 
 def measure_spaced(
-    measures: Mapping[_K, Callable[[int], Measurement]],
+    measures: Mapping[_K, Callable[..., Measurement]],
     passes: int = PASSES,
     extra: int = EXTRA_PASSES,
     max_spread: float = MAX_PASS_SPREAD,
@@ -84,7 +83,7 @@ def measure_spaced(
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[_K, PassSummary]:
     """The passes of several models in rounds at least ``gap_s`` apart: round r measures
-    every model once (``measures[key](r)``, ``r`` the pass's ``repeat``), the first
+    every model once (``measures[key](repeat=r)``, each pass its own cache entry), the first
     ``passes`` rounds all of them, later ones (at most ``extra``) only those whose fastest
     passes still disagree, as in :func:`measure_passes`.
 
@@ -106,7 +105,7 @@ def measure_spaced(
             sleep(max(0.0, started + gap_s - clock()))
         started = clock()
         for key in pending:
-            runs[key].append(measures[key](r))
+            runs[key].append(measures[key](repeat=r))
             if progress is not None:
                 progress()
         if all(runs[key][-1].cached for key in pending):

@@ -39,6 +39,10 @@ class HardwareTarget:
     :class:`~nas.latency._stats.ContentionGuard`): on for cpu-ort-1t only; side by side it
     narrowed the pass spread in 2 of 3 runs on each runtime, within the hour-to-hour noise
     (latency_repeat, 2026-12-07).
+    ``pass_gap_s``: where several models are measured in passes (the search's front, a
+    report, pruned checkpoints), the seconds between the starts of two rounds of passes
+    (see :func:`~nas.latency.measure_spaced`; 0: back to back). It schedules
+    measurements without changing one, so it is not part of :attr:`hash`.
     ``options`` are runtime-specific (for ONNX Runtime:
     ``graph_optimization: all|extended|basic|disabled``). Resolution comes from the arch.
     """
@@ -56,6 +60,7 @@ class HardwareTarget:
     cores: tuple[int, ...] | None = None
     normalize: bool = True
     contention_guard: bool = False
+    pass_gap_s: float = 0.0
     options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     path: Path | None = field(default=None, compare=False)
@@ -85,6 +90,11 @@ class HardwareTarget:
         for key in ("normalize", "contention_guard"):
             if not isinstance(getattr(self, key), bool):
                 raise ConfigError(f"target {self.name!r}: {key} must be true or false")
+        gap = self.pass_gap_s
+        if isinstance(gap, bool) or not isinstance(gap, int | float) or not 0 <= gap <= 600:
+            raise ConfigError(
+                f"target {self.name!r}: pass_gap_s must be a number of seconds in [0, 600]"
+            )
         if not isinstance(self.options, dict):
             raise ConfigError(f"target {self.name!r}: options must be a mapping")
 
@@ -107,9 +117,10 @@ class HardwareTarget:
         )
 
     def _digest(self, *leave_out: str) -> str:
-        """Hash of the target's settings but its name, description and ``leave_out``."""
+        """Hash of the target's settings but its name, description, pass scheduling and
+        ``leave_out``."""
         data = self.to_dict()
-        for key in ("name", "description", *leave_out):
+        for key in ("name", "description", "pass_gap_s", *leave_out):
             data.pop(key, None)
         for key in CONNECTION_OPTIONS:  # how to reach a device, not what it measures
             data["options"].pop(key, None)

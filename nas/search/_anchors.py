@@ -19,13 +19,22 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import optuna
 
 from nas.arch import ArchConfig
-from nas.latency import LatencyMeter, Measurement, PassSummary, format_ms, measure_passes
+from nas.latency import (
+    LatencyMeter,
+    Measurement,
+    PassSummary,
+    format_ms,
+    measure_passes,
+    measure_spaced,
+)
 from nas.models import ReferenceNet, load_network
 from nas.search._evaluator import Evaluation, Evaluator
 from nas.search._front import FrontEntry, evaluated_archs
@@ -60,14 +69,15 @@ class Anchor:
 
 def measure_anchors(ctx: SearchContext, meter: LatencyMeter) -> list[Anchor]:
     """Each ``--anchor`` net, fitted to the data, measured in passes like the front."""
-    anchors = []
+    measures: dict[str, Callable[..., Measurement]] = {}
     for name in ctx.options.anchors:
         net = fit_to_data(load_network(name), ctx.data)
         if isinstance(net, ArchConfig):
-            passes = measure_passes(meter.measure_arch, net)
+            measures[name] = partial(meter.measure_arch, net)
         else:
-            passes = measure_passes(_measure_reference, meter, net)
-        anchors.append(Anchor(name, passes))
+            measures[name] = partial(_measure_reference, meter, net)
+    measured = measure_spaced(measures, gap_s=meter.target.pass_gap_s)
+    anchors = [Anchor(name, measured[name]) for name in measures]
     ctx.extra["anchors"] = [
         {"name": a.name, "latency_ms": a.latency_ms, "passes_ms": list(a.passes.medians)}
         for a in anchors

@@ -4,11 +4,13 @@ set of those measured within it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import optuna
 from tqdm.auto import tqdm
 
-from nas.latency import LatencyMeter, PassSummary, measure_passes
+from nas.arch import ArchConfig
+from nas.latency import PASSES, LatencyMeter, PassSummary, measure_spaced
 from nas.search._evaluator import PROXIES, Evaluation
 from nas.search._objective import complete_trials
 from nas.search._pareto import pareto_front
@@ -30,20 +32,21 @@ class FrontEntry:
 def final_front(
     ctx: SearchContext, study: optuna.Study, meter: LatencyMeter, budget: float
 ) -> list[FrontEntry]:
-    """Every candidate measured end to end in several passes (passes that disagree are
-    measured again, see ``measure_passes``); the front is the Pareto set of those within
-    the latency budget by measurement."""
+    """Every candidate measured end to end in several passes, in rounds spread over time
+    (passes that disagree are measured again, see ``measure_spaced``); the front is the
+    Pareto set of those within the latency budget by measurement."""
     trials = [t for t in complete_trials(study) if "val_acc" in t.user_attrs]
     o = ctx.options
     slack = PROXIES[o.proxy].slack  # a proxy may be off near the budget
     near = [t for t in trials if t.values[1] <= budget * slack]
     points = [(t.values[0], t.values[1]) for t in near]
     candidates = [near[i] for i in pareto_front(points)]
-    entries = []
-    for t in tqdm(candidates, desc="measure front", unit="arch", disable=not o.progress):
-        ev = Evaluation.from_attrs(t.user_attrs, t.values[1])
-        passes = measure_passes(meter.measure_arch, ev.arch)
-        entries.append(FrontEntry(t.number, ev, passes))
+    evaluations = [Evaluation.from_attrs(t.user_attrs, t.values[1]) for t in candidates]
+    measured = measure_archs(meter, [ev.arch for ev in evaluations], "measure front", o.progress)
+    entries = [
+        FrontEntry(t.number, ev, passes)
+        for t, ev, passes in zip(candidates, evaluations, measured, strict=True)
+    ]
     remeasured = [e for e in entries if e.measured.remeasured]
     noisy = [e for e in entries if e.measured.noisy]
     if remeasured or noisy:
@@ -63,6 +66,20 @@ def final_front(
         )
     keep = pareto_front([(e.evaluation.val_acc, e.latency_ms) for e in feasible])
     return [feasible[i] for i in keep]
+
+
+def measure_archs(
+    meter: LatencyMeter, archs: list[ArchConfig], desc: str, progress: bool
+) -> list[PassSummary]:
+    """The passes of ``archs``, in rounds the target's ``pass_gap_s`` apart (every arch
+    once per round), each arch's summary in order."""
+    with tqdm(total=len(archs) * PASSES, desc=desc, unit="pass", disable=not progress) as bar:
+        summaries = measure_spaced(
+            {i: partial(meter.measure_arch, arch) for i, arch in enumerate(archs)},
+            gap_s=meter.target.pass_gap_s,
+            progress=bar.update,
+        )
+    return [summaries[i] for i in range(len(archs))]
 
 
 def evaluated_archs(study: optuna.Study) -> dict[str, tuple[int, Evaluation]]:
@@ -117,12 +134,13 @@ def shortlist(
         size,
     )
     o = ctx.options
-    extra = []
-    for arch_hash in tqdm(chosen, desc="measure shortlist", unit="arch", disable=not o.progress):
-        number, ev = evaluations[arch_hash]
-        passes = measure_passes(meter.measure_arch, ev.arch)
-        if passes.latency_ms <= o.latency_budget_ms:
-            extra.append(FrontEntry(number, ev, passes, shortlisted=True))
+    picked = [evaluations[arch_hash] for arch_hash in chosen]
+    measured = measure_archs(meter, [ev.arch for _, ev in picked], "measure shortlist", o.progress)
+    extra = [
+        FrontEntry(number, ev, passes, shortlisted=True)
+        for (number, ev), passes in zip(picked, measured, strict=True)
+        if passes.latency_ms <= o.latency_budget_ms
+    ]
     ctx.log(
         f"shortlist: {len(extra)} more archs to train beside the {len(front)} of the "
         f"estimated front ({len(chosen) - len(extra)} measured over the budget)"
