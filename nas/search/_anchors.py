@@ -75,6 +75,7 @@ def measure_anchors(ctx: SearchContext, meter: LatencyMeter) -> list[Anchor]:
         if isinstance(net, ArchConfig):
             measures[name] = partial(meter.measure_arch, net)
         else:
+            assert isinstance(net, ReferenceNet)  # load_network gives no space
             measures[name] = partial(_measure_reference, meter, net)
     measured = measure_spaced(measures, gap_s=meter.target.pass_gap_s)
     anchors = [Anchor(name, measured[name]) for name in measures]
