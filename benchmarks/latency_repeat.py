@@ -28,11 +28,13 @@ out both ways: ``quiet_spread`` normalised (the default protocol), ``raw_spread`
 (``normalize: false``), also the raw minimum and 10th percentile and the reference's
 speed factor alone: which part of the protocol the spread comes from.
 
-``spaced``: in each quiet round, after the single passes, every arch measured again by the
-target's protocol in spaced passes (``measure_spaced``: 3 passes, every arch of both
-targets once per pass, passes at least 30 s apart, the result the median of the fastest
-3): whether passes spread over a minute, not read back to back, repeat better between
-rounds than one pass does (``spaced_spread`` against ``quiet_spread``, the same rounds).
+``adjacent`` / ``spaced``: in each quiet round, after the single passes, every arch
+measured again by the target's protocol in passes (3, more while they disagree, the
+result the median of the fastest 3), two ways in turn: back to back per arch
+(``measure_passes``) and spaced (``measure_spaced``: every arch of both targets once per
+pass, passes at least 30 s apart). The same number of passes, only their spacing in time
+differs: whether passes spread over a minute repeat better between rounds
+(``spaced_spread`` against ``adjacent_spread``, the same rounds).
 
 Nothing else may run on the machine meanwhile. ``tiny`` (CI smoke): 2 archs, 2 rounds, no
 gap. Writes results/latency_repeat_<scale>.{json,md}.
@@ -61,6 +63,7 @@ from nas.latency import (
     LatencyStats,
     PassSummary,
     load_target,
+    measure_passes,
     measure_spaced,
     pass_spread,
 )
@@ -79,6 +82,9 @@ BUSY_TOLERANCE = 0.10
 BUSY_WAYS = ("norm", "raw")
 # the quiet passes with the contention guard (the protocol) and without it (the control)
 QUIET_WAYS = ("guarded", "unguarded")
+# the protocol in passes (3, more while they disagree): back to back per arch
+# (measure_passes) and spaced over time (measure_spaced), the same round
+PASS_WAYS = ("adjacent", "spaced")
 
 
 def spread_archs(space: SearchSpace, count: int, samples: int = 400) -> list[ArchConfig]:
@@ -113,16 +119,16 @@ def _count_not(oks: Any) -> int:
     return sum(not ok for ok in oks)
 
 
-def _spaced_columns(results: list[PassSummary]) -> dict[str, Any]:
-    """The spaced-pass result of each round, their spread, and the passes behind them."""
+def _pass_columns(way: str, results: list[PassSummary]) -> dict[str, Any]:
+    """The result in passes of each round, their spread, and the passes behind them."""
     latencies = [round(res.latency_ms, 4) for res in results]
     return {
-        "spaced_ms": round(statistics.median(latencies), 4),
-        "spaced_spread": round(pass_spread(latencies), 4),
-        "spaced_remeasured": sum(res.remeasured for res in results),
-        "spaced_noisy": sum(res.noisy for res in results),
-        "spaced_results_ms": latencies,
-        "spaced_passes_ms": [[round(x, 4) for x in res.medians] for res in results],
+        f"{way}_ms": round(statistics.median(latencies), 4),
+        f"{way}_spread": round(pass_spread(latencies), 4),
+        f"{way}_remeasured": sum(res.remeasured for res in results),
+        f"{way}_noisy": sum(res.noisy for res in results),
+        f"{way}_results_ms": latencies,
+        f"{way}_passes_ms": [[round(x, 4) for x in res.medians] for res in results],
     }
 
 
@@ -152,8 +158,8 @@ def main() -> None:
     quiet: dict[tuple[str, str, str], list[LatencyStats]] = {
         (t.name, a.hash, way): [] for t in targets for a in archs for way in QUIET_WAYS
     }
-    spaced: dict[tuple[str, str], list[PassSummary]] = {
-        (t.name, a.hash): [] for t in targets for a in archs
+    in_passes: dict[tuple[str, str, str], list[PassSummary]] = {
+        (t.name, a.hash, way): [] for t in targets for a in archs for way in PASS_WAYS
     }
     for r in range(rounds):
         round_start = time.monotonic()
@@ -171,25 +177,27 @@ def main() -> None:
             finally:
                 for meter in meters.values():
                     meter.close()
-        # the same round, the shipped protocol again in spaced passes (measure_spaced: every
-        # arch of both targets once per pass, passes pass_gap_s apart), fresh processes
-        spaced_meters = {t.name: LatencyMeter(t) for t in targets}
+        # the same round, the shipped protocol again in passes two ways (fresh processes,
+        # one per target for both): back to back per arch, and spaced (every arch of both
+        # targets once per pass, passes pass_gap_s apart); which goes first alternates
+        # round by round
+        pass_meters = {t.name: LatencyMeter(t) for t in targets}
         try:
-            got = measure_spaced(
-                {
-                    (t.name, a.hash): partial(
-                        spaced_meters[t.name].measure_arch, a, use_cache=False
-                    )
+            for way in PASS_WAYS if r % 2 == 0 else PASS_WAYS[::-1]:
+                measures = {
+                    (t.name, a.hash): partial(pass_meters[t.name].measure_arch, a, use_cache=False)
                     for t in targets
                     for a in archs
-                },
-                gap_s=pass_gap_s,
-            )
+                }
+                if way == "spaced":
+                    got = measure_spaced(measures, gap_s=pass_gap_s)
+                else:
+                    got = {key: measure_passes(measure) for key, measure in measures.items()}
+                for key, summary in got.items():
+                    in_passes[(*key, way)].append(summary)
         finally:
-            for meter in spaced_meters.values():
+            for meter in pass_meters.values():
                 meter.close()
-        for key, summary in got.items():
-            spaced[key].append(summary)
         print(f"quiet round {r + 1}/{rounds} done", flush=True)
         if r + 1 < rounds:
             time.sleep(max(0.0, gap_s - (time.monotonic() - round_start)))
@@ -252,7 +260,11 @@ def main() -> None:
                 },
                 **{f"{k}_spread": round(pass_spread(v), 4) for k, v in readouts.items()},
                 **{f"{k}_passes": v for k, v in readouts.items()},
-                **_spaced_columns(spaced[target.name, arch.hash]),
+                **{
+                    k: v
+                    for way in PASS_WAYS
+                    for k, v in _pass_columns(way, in_passes[target.name, arch.hash, way]).items()
+                },
             }
             for way in BUSY_WAYS:  # each protocol against its own quiet median
                 reference = statistics.median(references[way])
@@ -276,11 +288,14 @@ def main() -> None:
                 f"median_{k}_spread": statistics.median(
                     r[f"{k}_spread"] for r in rows if r["target"] == t.name
                 )
-                for k in (*READOUTS, *QUIET_WAYS, "spaced")
+                for k in (*READOUTS, *QUIET_WAYS, *PASS_WAYS)
             },
             "contended_passes": sum(r["guarded_contended"] for r in rows if r["target"] == t.name),
-            "spaced_remeasured": sum(r["spaced_remeasured"] for r in rows if r["target"] == t.name),
-            "spaced_noisy": sum(r["spaced_noisy"] for r in rows if r["target"] == t.name),
+            **{
+                f"{way}_{k}": sum(r[f"{way}_{k}"] for r in rows if r["target"] == t.name)
+                for way in PASS_WAYS
+                for k in ("remeasured", "noisy")
+            },
             **{
                 f"busy_{way}_{stat}": agg(
                     r[f"busy_{way}_ok"] for r in rows if r["target"] == t.name
@@ -298,13 +313,14 @@ def main() -> None:
         f"core kept busy, each arch through measure_spaced (passes at least {pass_gap_s:g} s "
         f"apart, more while they differ by over {MAX_PASS_SPREAD:.0%}) twice, arch by arch: "
         "with speed normalisation (busy_norm, against the normalised quiet median) and "
-        "without (busy_raw, against the raw quiet median). `spaced`: in each quiet round, "
-        "after those single passes, the target's protocol again through measure_spaced (3 "
-        f"passes per arch, every arch of both targets once per pass, passes at least "
-        f"{pass_gap_s:g} s apart, more passes while the fastest 3 differ by over "
-        f"{MAX_PASS_SPREAD:.0%}; the result the median of the fastest 3): `spaced_spread` "
-        "is the spread of those results between rounds. Goals (issue 25): median quiet "
-        "spread <= 5% per "
+        "without (busy_raw, against the raw quiet median). `adjacent` / `spaced`: in each "
+        "quiet round, after those single passes, the target's protocol again in passes (3 "
+        f"per arch, more while the fastest 3 differ by over {MAX_PASS_SPREAD:.0%}, the result "
+        "the median of the fastest 3), two ways in turn (which first alternates by round): "
+        "back to back per arch (measure_passes) and spaced (measure_spaced: every arch of "
+        f"both targets once per pass, passes at least {pass_gap_s:g} s apart); "
+        "`<way>_spread` is the spread of those results between rounds. Goals (issue 25): "
+        "median quiet spread <= 5% per "
         f"target; busy: every result within {BUSY_TOLERANCE:.0%} of its quiet median or "
         "flagged noisy. Other readouts of the same quiet passes (the diagnosis: which part "
         "of the protocol spreads): "
@@ -318,9 +334,10 @@ def main() -> None:
             f"ok {s['busy_raw_ok_share']:.0%} ({s['busy_raw_silently_off']} silently off); "
             f"side by side, with the contention guard {s['median_guarded_spread']:.1%} "
             f"({s['contended_passes']} of {rounds * count} passes flagged contended), "
-            f"without {s['median_unguarded_spread']:.1%}; the protocol in spaced passes "
-            f"{s['median_spaced_spread']:.1%} ({s['spaced_remeasured']} extra passes, "
-            f"{s['spaced_noisy']} of {rounds * count} results flagged noisy)"
+            f"without {s['median_unguarded_spread']:.1%}; the protocol in passes, back to "
+            f"back {s['median_adjacent_spread']:.1%} ({s['adjacent_remeasured']} extra "
+            f"passes, {s['adjacent_noisy']} of {rounds * count} results flagged noisy), spaced "
+            f"{s['median_spaced_spread']:.1%} ({s['spaced_remeasured']}, {s['spaced_noisy']})"
             for name, s in summary.items()
         )
     )

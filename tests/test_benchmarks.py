@@ -506,14 +506,15 @@ def test_latency_repeat_measures_quiet_then_busy(tmp_path):
             assert row[f"{way}_attempts"] >= 2
         assert row["guard"] is False and passes == row["unguarded_passes_ms"]  # the default
         assert 0 <= row["guarded_contended"] <= 2
-        # the protocol again in spaced passes each round: a result per round from 3 to 6
-        # passes, the spread between rounds
-        results = row["spaced_results_ms"]
-        assert len(results) == 2 and len(row["spaced_passes_ms"]) == 2
-        assert all(3 <= len(p) <= 6 for p in row["spaced_passes_ms"])
-        assert row["spaced_spread"] == pytest.approx(pass_spread(results), abs=1e-4)
-        for result, passes_ms in zip(results, row["spaced_passes_ms"], strict=True):
-            assert min(passes_ms) - 1e-3 <= result <= max(passes_ms) + 1e-3
+        # the protocol again in passes each round, back to back and spaced: a result per
+        # round from 3 to 6 passes, the spread between rounds
+        for way in ("adjacent", "spaced"):
+            results = row[f"{way}_results_ms"]
+            assert len(results) == 2 and len(row[f"{way}_passes_ms"]) == 2
+            assert all(3 <= len(p) <= 6 for p in row[f"{way}_passes_ms"])
+            assert row[f"{way}_spread"] == pytest.approx(pass_spread(results), abs=1e-4)
+            for result, passes_ms in zip(results, row[f"{way}_passes_ms"], strict=True):
+                assert min(passes_ms) - 1e-3 <= result <= max(passes_ms) + 1e-3
         # the busy phase two ways, each against its own quiet median
         quiet = {"norm": row["quiet_ms"], "raw": statistics.median(row["raw_passes"])}
         for way, reference in quiet.items():
@@ -525,7 +526,9 @@ def test_latency_repeat_measures_quiet_then_busy(tmp_path):
     for way in ("norm", "raw"):
         assert summary[f"busy_{way}_silently_off"] == sum(not r[f"busy_{way}_ok"] for r in rows)
     assert summary["contended_passes"] == sum(r["guarded_contended"] for r in rows)
-    assert summary["median_spaced_spread"] == statistics.median(r["spaced_spread"] for r in rows)
+    for way in ("adjacent", "spaced"):
+        spreads = [r[f"{way}_spread"] for r in rows]
+        assert summary[f"median_{way}_spread"] == statistics.median(spreads)
 
 
 def test_latency_probe_reads_every_model_between_probe_readings(tmp_path):
