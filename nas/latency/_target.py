@@ -41,7 +41,7 @@ class HardwareTarget:
     (latency_repeat, 2026-12-07).
     ``pass_gap_s``: where several models are measured in passes (the search's front, a
     report, pruned checkpoints), the seconds between the starts of two rounds of passes
-    (see :func:`~nas.latency.measure_spaced`; 0: back to back). It schedules
+    (see :func:`~nas.latency.measure_spaced`; 0: no wait between rounds). It schedules
     measurements without changing one, so it is not part of :attr:`hash`.
     ``options`` are runtime-specific (for ONNX Runtime:
     ``graph_optimization: all|extended|basic|disabled``). Resolution comes from the arch.
