@@ -137,15 +137,7 @@ def test_spaced_passes_go_in_rounds_a_gap_apart_and_only_disagreeing_models_go_o
         progress=lambda: ticks.append(1),
     )
     # round by round, every model once per round, each pass its own repeat
-    assert [(k, r) for k, r, _ in log] == [
-        ("a", 0),
-        ("b", 0),
-        ("a", 1),
-        ("b", 1),
-        ("a", 2),
-        ("b", 2),
-        ("b", 3),
-    ]
+    assert [(k, r) for k, r, _ in log] == [(k, r) for r in range(3) for k in "ab"] + [("b", 3)]
     starts = sorted({t for k, r, t in log if k == "a"} | {t for k, r, t in log if r == 3})
     assert starts == [0.0, 30.0, 60.0, 90.0]  # rounds begin a gap apart, not back to back
     assert clock.slept == [28.0, 28.0, 28.0]
