@@ -89,8 +89,9 @@ def measure_spaced(
 
     A shared host's other tenants slow a model for stretches from under a second to
     minutes (``benchmarks/latency_probe.py``); passes read back to back share one
-    stretch, passes a round apart rarely do, and the fastest of them is the quiet figure.
-    ``progress`` is called after each measurement."""
+    stretch, passes a round apart less often (measured: it helped torch eager and not
+    ONNX Runtime, so the gap is the target's ``pass_gap_s``). ``progress`` is called after
+    each measurement."""
     if passes < 1 or extra < 0:
         raise ValueError("passes must be >= 1 and extra >= 0")
     runs: dict[_K, list[Measurement]] = {key: [] for key in measures}
