@@ -17,7 +17,6 @@ from nas._lazy import lazy_attributes
 from nas.latency._budget import format_ms, parse_latency
 from nas.latency._passes import (
     MAX_PASS_SPREAD,
-    PASS_GAP_S,
     PASSES,
     SIDE_BY_SIDE_ROUNDS,
     PassSummary,
@@ -72,7 +71,6 @@ __all__ = [
     "DEFAULT_TARGET",
     "MAX_PASS_SPREAD",
     "PASSES",
-    "PASS_GAP_S",
     "PROTOCOL_VERSION",
     "RUNTIMES",
     "SIDE_BY_SIDE_ROUNDS",

@@ -23,8 +23,6 @@ if TYPE_CHECKING:
 PASSES = 3
 EXTRA_PASSES = 3
 MAX_PASS_SPREAD = 0.10  # (max - min) / median of the kept passes
-# seconds between the starts of two rounds of spaced passes (measure_spaced)
-PASS_GAP_S = 30.0
 
 _K = TypeVar("_K", bound=Hashable)
 
@@ -77,12 +75,14 @@ def measure_spaced(
     passes: int = PASSES,
     extra: int = EXTRA_PASSES,
     max_spread: float = MAX_PASS_SPREAD,
-    gap_s: float = PASS_GAP_S,
+    *,
+    gap_s: float,
     progress: Callable[[], None] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[_K, PassSummary]:
-    """The passes of several models in rounds at least ``gap_s`` apart: round r measures
+    """The passes of several models in rounds at least ``gap_s`` apart (a target's
+    ``pass_gap_s``, so no default that would ignore it): round r measures
     every model once (``measures[key](repeat=r)``, each pass its own cache entry), the first
     ``passes`` rounds all of them, later ones (at most ``extra``) only those whose fastest
     passes still disagree, as in :func:`measure_passes`.
