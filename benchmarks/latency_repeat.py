@@ -118,16 +118,50 @@ def _count_not(oks: Any) -> int:
     return sum(not ok for ok in oks)
 
 
+# why a result in passes is flagged noisy: its kept passes disagree (or one was contended),
+# or they agree and one of them varied over the target's max_cv within itself ("cv")
+FLAGS = ("disagree", "cv", "none")
+DEVIATION = 0.05  # a quiet result this far from its arch's median over rounds counts as off
+
+
+def _flag(res: PassSummary) -> str:
+    return "disagree" if res.disagree else "cv" if res.noisy else "none"
+
+
 def _pass_columns(way: str, results: list[PassSummary]) -> dict[str, Any]:
-    """The result in passes of each round, their spread, and the passes behind them."""
+    """The result in passes of each round, their spread, the passes behind them, and why
+    each result was flagged with how far it lies from the rounds' median."""
     latencies = [round(res.latency_ms, 4) for res in results]
+    middle = statistics.median(latencies)
     return {
-        f"{way}_ms": round(statistics.median(latencies), 4),
+        f"{way}_ms": round(middle, 4),
         f"{way}_spread": round(pass_spread(latencies), 4),
         f"{way}_remeasured": sum(res.remeasured for res in results),
         f"{way}_noisy": sum(res.noisy for res in results),
+        f"{way}_disagree": sum(res.disagree for res in results),
         f"{way}_results_ms": latencies,
+        f"{way}_flags": [_flag(res) for res in results],
+        f"{way}_deviations": [round(x / middle - 1, 4) for x in latencies],
         f"{way}_passes_ms": [[round(x, 4) for x in res.medians] for res in results],
+    }
+
+
+def _flag_summary(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Quiet results in passes (both ways) by why they were flagged: how many, their
+    median distance from their arch's median over rounds, and how many lie over
+    ``DEVIATION`` from it (does the flag pick the results that are off?)."""
+    by_flag: dict[str, list[float]] = {flag: [] for flag in FLAGS}
+    for row in rows:
+        for way in PASS_WAYS:
+            for flag, dev in zip(row[f"{way}_flags"], row[f"{way}_deviations"], strict=True):
+                by_flag[flag].append(abs(dev))
+    return {
+        flag: {
+            "results": len(devs),
+            "median_deviation": round(statistics.median(devs), 4) if devs else 0.0,
+            "off": sum(dev > DEVIATION for dev in devs),
+        }
+        for flag, devs in by_flag.items()
     }
 
 
@@ -274,8 +308,11 @@ def main() -> None:
                     f"busy_{way}_first_pass_off": round(loaded.medians[0] / reference - 1, 4),
                     f"busy_{way}_passes": len(loaded.medians),
                     f"busy_{way}_noisy": loaded.noisy,
+                    f"busy_{way}_flag": _flag(loaded),
                     f"busy_{way}_off": round(off, 4),
                     f"busy_{way}_ok": abs(off) <= BUSY_TOLERANCE or loaded.noisy,
+                    # the same, counting only disagreeing passes as flagged
+                    f"busy_{way}_ok_disagree": abs(off) <= BUSY_TOLERANCE or loaded.disagree,
                 }
             rows.append(row)
     summary = {
@@ -302,6 +339,13 @@ def main() -> None:
                 for way in BUSY_WAYS
                 for stat, agg in (("ok_share", statistics.fmean), ("silently_off", _count_not))
             },
+            **{
+                f"busy_{way}_silently_off_disagree": _count_not(
+                    r[f"busy_{way}_ok_disagree"] for r in rows if r["target"] == t.name
+                )
+                for way in BUSY_WAYS
+            },
+            "flags": _flag_summary([r for r in rows if r["target"] == t.name]),
         }
         for t in targets
     }
@@ -336,7 +380,13 @@ def main() -> None:
             f"without {s['median_unguarded_spread']:.1%}; the protocol in passes, back to "
             f"back {s['median_adjacent_spread']:.1%} ({s['adjacent_remeasured']} extra "
             f"passes, {s['adjacent_noisy']} of {rounds * count} results flagged noisy), spaced "
-            f"{s['median_spaced_spread']:.1%} ({s['spaced_remeasured']}, {s['spaced_noisy']})"
+            f"{s['median_spaced_spread']:.1%} ({s['spaced_remeasured']}, {s['spaced_noisy']}); "
+            "those results by why they were flagged (results, how many over "
+            f"{DEVIATION:.0%} from their arch's median over rounds): "
+            + ", ".join(f"{f} {c['results']} ({c['off']})" for f, c in s["flags"].items())
+            + "; busy, counting only disagreeing passes as flagged: "
+            f"{s['busy_norm_silently_off_disagree']} silently off normalised, "
+            f"{s['busy_raw_silently_off_disagree']} raw"
             for name, s in summary.items()
         )
     )

@@ -40,6 +40,7 @@ class PassSummary:
     p90_ms: float  # median of the kept passes' p90
     spread: float  # (max - min) / latency_ms of the kept passes
     noisy: bool  # kept passes still disagree, or one of them was noisy itself
+    disagree: bool = False  # kept passes differ by over max_spread, or one was contended
 
     @property
     def remeasured(self) -> int:
@@ -122,7 +123,10 @@ def _fastest(runs: list[Measurement], passes: int) -> list[Measurement]:
 
 
 def _disagree(runs: list[Measurement], passes: int, max_spread: float) -> bool:
-    kept = _fastest(runs, passes)
+    return _kept_disagree(_fastest(runs, passes), max_spread)
+
+
+def _kept_disagree(kept: list[Measurement], max_spread: float) -> bool:
     spread = pass_spread([r.median_ms for r in kept])
     return spread > max_spread or any(r.stats.contended for r in kept)
 
@@ -131,6 +135,7 @@ def _summary(runs: list[Measurement], passes: int, max_spread: float) -> PassSum
     kept = _fastest(runs, passes)
     medians = [r.median_ms for r in kept]
     spread = pass_spread(medians)
+    disagree = _kept_disagree(kept, max_spread)
     return PassSummary(
         medians=tuple(r.median_ms for r in runs),
         kept=len(kept),
@@ -139,7 +144,8 @@ def _summary(runs: list[Measurement], passes: int, max_spread: float) -> PassSum
         max_ms=max(medians),
         p90_ms=statistics.median(r.stats.p90_ms for r in kept),
         spread=spread,
-        noisy=spread > max_spread or any(r.stats.noisy for r in kept),
+        noisy=disagree or any(r.stats.noisy for r in kept),
+        disagree=disagree,
     )
 
 
