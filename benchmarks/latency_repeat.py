@@ -17,7 +17,8 @@ at FLOPs quantiles of 400 random samples), on each target:
    figure: how far each result lies from the arch's quiet median, and whether it is
    within 10% or flagged noisy (the goal: none silently off by more). Measured two
    ways, arch by arch, each against its own quiet median: with speed normalisation and
-   without.
+   without. The normalised one also against the quiet results of the same protocol in
+   passes (``busy_norm_vs_passes_*``, below): the quiet value of what it delivers.
 
 The quiet passes are measured with the contention guard (an attempt whose 16 MB memory
 probe is over 20% slower than its fastest is repeated, the least contended kept) and,
@@ -226,8 +227,8 @@ def main() -> None:
                     got = measure_spaced(measures, gap_s=pass_gap_s)
                 else:
                     got = {key: measure_passes(measure) for key, measure in measures.items()}
-                for key, summary in got.items():
-                    in_passes[(*key, way)].append(summary)
+                for key, result in got.items():
+                    in_passes[(*key, way)].append(result)
         finally:
             for meter in pass_meters.values():
                 meter.close()
@@ -314,6 +315,16 @@ def main() -> None:
                     # the same, counting only disagreeing passes as flagged
                     f"busy_{way}_ok_disagree": abs(off) <= BUSY_TOLERANCE or loaded.disagree,
                 }
+            # the busy result (in passes) also against the quiet results of the same
+            # protocol in passes (every round, both ways): a single quiet pass that a
+            # contended stretch slowed moves the single-pass reference itself
+            loaded = busy[target.name, arch.hash, "norm"]
+            in_passes_quiet = [x for way in PASS_WAYS for x in row[f"{way}_results_ms"]]
+            off = loaded.latency_ms / statistics.median(in_passes_quiet) - 1
+            row |= {
+                "busy_norm_vs_passes_off": round(off, 4),
+                "busy_norm_vs_passes_ok": abs(off) <= BUSY_TOLERANCE or loaded.noisy,
+            }
             rows.append(row)
     summary = {
         t.name: {
@@ -339,6 +350,9 @@ def main() -> None:
                 for way in BUSY_WAYS
                 for stat, agg in (("ok_share", statistics.fmean), ("silently_off", _count_not))
             },
+            "busy_norm_vs_passes_silently_off": _count_not(
+                r["busy_norm_vs_passes_ok"] for r in rows if r["target"] == t.name
+            ),
             **{
                 f"busy_{way}_silently_off_disagree": _count_not(
                     r[f"busy_{way}_ok_disagree"] for r in rows if r["target"] == t.name
@@ -375,6 +389,8 @@ def main() -> None:
             f"reference speed {s['median_speed_spread']:.1%}); busy, normalised: ok "
             f"{s['busy_norm_ok_share']:.0%} ({s['busy_norm_silently_off']} silently off), raw: "
             f"ok {s['busy_raw_ok_share']:.0%} ({s['busy_raw_silently_off']} silently off); "
+            "busy, normalised, against the quiet results in passes: "
+            f"{s['busy_norm_vs_passes_silently_off']} silently off; "
             f"side by side, with the contention guard {s['median_guarded_spread']:.1%} "
             f"({s['contended_passes']} of {rounds * count} passes flagged contended), "
             f"without {s['median_unguarded_spread']:.1%}; the protocol in passes, back to "

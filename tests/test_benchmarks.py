@@ -515,6 +515,14 @@ def test_latency_repeat_measures_quiet_then_busy(tmp_path):
             assert row[f"{way}_spread"] == pytest.approx(pass_spread(results), abs=1e-4)
             for result, passes_ms in zip(results, row[f"{way}_passes_ms"], strict=True):
                 assert min(passes_ms) - 1e-3 <= result <= max(passes_ms) + 1e-3
+            # why each result was flagged, and how far it lies from the rounds' median
+            flags = row[f"{way}_flags"]
+            assert set(flags) <= {"disagree", "cv", "none"}
+            assert row[f"{way}_noisy"] == sum(f != "none" for f in flags)
+            assert row[f"{way}_disagree"] == flags.count("disagree")
+            middle = statistics.median(results)
+            for dev, result in zip(row[f"{way}_deviations"], results, strict=True):
+                assert dev == pytest.approx(result / middle - 1, abs=1e-3)
         # the busy phase two ways, each against its own quiet median
         quiet = {"norm": row["quiet_ms"], "raw": statistics.median(row["raw_passes"])}
         for way, reference in quiet.items():
@@ -522,10 +530,30 @@ def test_latency_repeat_measures_quiet_then_busy(tmp_path):
             assert 3 <= busy["passes"] <= 6
             assert busy["off"] == pytest.approx(busy["ms"] / reference - 1, abs=1e-3)
             assert busy["ok"] == (abs(busy["off"]) <= 0.10 or busy["noisy"])
+            assert busy["ok_disagree"] == (abs(busy["off"]) <= 0.10 or busy["flag"] == "disagree")
+        # ... and the normalised one against the quiet results in passes
+        in_passes = statistics.median(row["adjacent_results_ms"] + row["spaced_results_ms"])
+        off = row["busy_norm_vs_passes_off"]
+        assert off == pytest.approx(row["busy_norm_ms"] / in_passes - 1, abs=1e-3)
+        assert row["busy_norm_vs_passes_ok"] == (abs(off) <= 0.10 or row["busy_norm_noisy"])
     summary = payload["summary"]["quick-torch"]
     for way in ("norm", "raw"):
         assert summary[f"busy_{way}_silently_off"] == sum(not r[f"busy_{way}_ok"] for r in rows)
     assert summary["contended_passes"] == sum(r["guarded_contended"] for r in rows)
+    assert summary["busy_norm_vs_passes_silently_off"] == sum(
+        not r["busy_norm_vs_passes_ok"] for r in rows
+    )
+    flagged = summary["flags"]
+    assert sum(c["results"] for c in flagged.values()) == 2 * 2 * len(rows)  # 2 ways x 2 rounds
+    for flag, counts in flagged.items():
+        devs = [
+            abs(d)
+            for r in rows
+            for way in ("adjacent", "spaced")
+            for f, d in zip(r[f"{way}_flags"], r[f"{way}_deviations"], strict=True)
+            if f == flag
+        ]
+        assert counts["off"] == sum(d > 0.05 for d in devs)
     for way in ("adjacent", "spaced"):
         spreads = [r[f"{way}_spread"] for r in rows]
         assert summary[f"median_{way}_spread"] == statistics.median(spreads)

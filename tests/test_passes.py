@@ -56,7 +56,13 @@ def test_passes_that_keep_disagreeing_are_flagged_not_hidden():
 
 def test_a_noisy_kept_pass_makes_the_result_noisy():
     measure, _ = _meter([5.0, 5.0, 5.0], noisy={1})
-    assert measure_passes(measure).noisy
+    m = measure_passes(measure)
+    assert m.noisy and not m.disagree  # the passes agree: flagged for the pass's own cv
+
+
+def test_disagree_says_the_kept_passes_differ():
+    assert measure_passes(_meter([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])[0]).disagree
+    assert not measure_passes(_meter([5.0, 5.2, 5.1])[0]).disagree
 
 
 def test_a_contended_pass_is_measured_again_and_left_out_though_it_agrees():
@@ -74,7 +80,7 @@ def test_contention_that_lasts_is_kept_but_flagged():
     measure, asked = _meter([5.0, 5.4, 5.1, 5.3, 5.5, 5.2], contended={1, 3, 4, 5})
     m = measure_passes(measure)
     assert asked == [0, 1, 2, 3, 4, 5] and m.kept == 3
-    assert m.latency_ms == 5.1 and m.noisy
+    assert m.latency_ms == 5.1 and m.noisy and m.disagree
 
 
 @pytest.mark.parametrize("passes, extra", [(0, 3), (3, -1)])
