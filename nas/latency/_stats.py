@@ -126,8 +126,8 @@ PAIRED_WARM_S = 0.02
 # pause and the least contended attempt kept; one still over MAX_CONTENTION_FLAG (a memory
 # stream on the other core slowed the probe 91%) is flagged ``contended``. On torch eager
 # the probe ranked against the archs' normalised times (Spearman down to -0.64). Side by
-# side (latency_repeat, four runs on 2026-12-07) the guard narrowed the pass spread in 2
-# of 4 runs on ONNX Runtime and 3 of 4 on torch eager, by less than the hours differ: a
+# side (latency_repeat, seven runs on 2026-12-07) the guard narrowed the pass spread in 3
+# of 7 runs on ONNX Runtime and 5 of 7 on torch eager, neither more than chance: a
 # target setting (``contention_guard``), on for cpu-ort-1t only.
 PROBE_FLOATS = 1 << 21  # float64: 16 MB, copied into a second buffer
 PROBE_RUNS = 5

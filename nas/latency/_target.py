@@ -37,8 +37,8 @@ class HardwareTarget:
     ``contention_guard`` (with ``normalize``) repeats an attempt while a memory probe read
     beside it is slow, the host's other tenants busy in the shared cache and memory (see
     :class:`~nas.latency._stats.ContentionGuard`): on for cpu-ort-1t only; side by side it
-    narrowed the pass spread in 2 of 4 runs on ONNX Runtime and 3 of 4 on torch eager,
-    within the hour-to-hour noise (latency_repeat, 2026-12-07).
+    narrowed the pass spread in 3 of 7 runs on ONNX Runtime and 5 of 7 on torch eager,
+    neither more than chance (latency_repeat, 2026-12-07).
     ``pass_gap_s``: where several models are measured in passes (the search's front, a
     report, pruned checkpoints), the seconds between the starts of two rounds of passes
     (see :func:`~nas.latency.measure_spaced`; 0: no wait between rounds). It schedules
