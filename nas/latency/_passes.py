@@ -40,7 +40,7 @@ class PassSummary:
     p90_ms: float  # median of the kept passes' p90
     spread: float  # (max - min) / latency_ms of the kept passes
     noisy: bool  # kept passes still disagree, or one of them was noisy itself
-    disagree: bool = False  # kept passes differ by over max_spread, or one was contended
+    disagree: bool  # kept passes differ by over max_spread, or one was contended
 
     @property
     def remeasured(self) -> int:
@@ -100,7 +100,7 @@ def measure_spaced(
     started: float | None = None  # the last round's start, if it measured (not all cached)
     for r in range(passes + extra):
         if r >= passes:
-            pending = [key for key in pending if _disagree(runs[key], passes, max_spread)]
+            pending = [key for key in pending if _summary(runs[key], passes, max_spread).disagree]
         if not pending:
             break
         if started is not None:
@@ -122,20 +122,11 @@ def _fastest(runs: list[Measurement], passes: int) -> list[Measurement]:
     return sorted(quiet if len(quiet) >= passes else runs, key=lambda r: r.median_ms)[:passes]
 
 
-def _disagree(runs: list[Measurement], passes: int, max_spread: float) -> bool:
-    return _kept_disagree(_fastest(runs, passes), max_spread)
-
-
-def _kept_disagree(kept: list[Measurement], max_spread: float) -> bool:
-    spread = pass_spread([r.median_ms for r in kept])
-    return spread > max_spread or any(r.stats.contended for r in kept)
-
-
 def _summary(runs: list[Measurement], passes: int, max_spread: float) -> PassSummary:
     kept = _fastest(runs, passes)
     medians = [r.median_ms for r in kept]
     spread = pass_spread(medians)
-    disagree = _kept_disagree(kept, max_spread)
+    disagree = spread > max_spread or any(r.stats.contended for r in kept)
     return PassSummary(
         medians=tuple(r.median_ms for r in runs),
         kept=len(kept),
