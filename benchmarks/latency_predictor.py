@@ -9,6 +9,13 @@ from the issue: >= 95% of archs within ±10% and Kendall tau >= 0.9. Writes
 results/latency_predictor_<scale>.{json,md} and a scatter plot and CSV per target under
 results/latency_predictor/. Nothing else may run on the machine meanwhile: the
 measurements are the result.
+
+Each validation pass is also scored on its own, and the fastest of the passes beside the
+median (noise on a shared CPU only slows a run down). `--worker-age-control N` then adds N
+rounds of two more passes: one in a fresh measuring process, one in the process that built
+the table and ran the passes before. Were the later passes slower because the long-lived
+process aged (allocator, memory placement after thousands of models) or because the
+machine changed over the minutes? Passes of the two side by side in time tell them apart.
 """
 
 from __future__ import annotations
@@ -21,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import numpy as np
+import pandas as pd
 from _common import RESULTS, write_results
 
 from nas.env import machine_info
@@ -33,6 +42,7 @@ from nas.latency import (
     kendall_tau,
     load_target,
     validate,
+    validation_archs,
     write_report,
 )
 from nas.space import load_space
@@ -42,7 +52,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scale", choices=("cpu",), default="cpu")
+    parser.add_argument(
+        "--scale", choices=("cpu", "tiny"), default="cpu", help="tiny: CI smoke (names only)"
+    )
     parser.add_argument("--targets", nargs="+", default=["cpu-torch-1t", "cpu-ort-1t"])
     parser.add_argument("--space", default="shufflenetv2_cifar")
     parser.add_argument("--samples", type=int, default=100)
@@ -55,12 +67,22 @@ def main() -> None:
         "always takes --passes",
     )
     parser.add_argument("--fit-samples", type=int, default=30)
+    parser.add_argument(
+        "--worker-age-control",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="after validation, ROUNDS rounds of a pass in a fresh measuring process and "
+        "a pass in the long-lived one (default 0: none)",
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     space = load_space(args.space)
     build_passes = args.build_passes or args.passes
     rows, details = [], {}
-    for name in args.targets:
-        target = load_target(name)
+    for spec in args.targets:
+        target = load_target(spec)
+        name = target.name
         started = time.time()
         with LatencyMeter(target) as meter:
             predictor = build_lut(
@@ -73,11 +95,20 @@ def main() -> None:
             )
             predictor.save(default_lut_path(target, space))
             built = time.time() - started
+            validated = time.time()
             frame, result = validate(
                 predictor, meter, space, args.samples, passes=args.passes, progress=False
             )
-        out = RESULTS / "latency_predictor" / name
+            passes = _per_pass(frame, args.passes, (time.time() - validated) / 60)
+            if args.worker_age_control:
+                archs = validation_archs(space, args.samples)
+                passes += _worker_age_control(
+                    meter, archs, frame, args.passes, args.worker_age_control, validated
+                )
+        out = args.results / "latency_predictor" / name
         write_report(frame, result, out, f"{name} · {space.name}")
+        pd.DataFrame(passes).to_csv(out / "passes.csv", index=False)
+        fastest = _fastest(frame, args.passes)
         worst = error_by_axis(frame, space)
         rows.append(
             {
@@ -94,6 +125,10 @@ def main() -> None:
                 # the archs whose passes agreed within 10% (the predictor vs the noise)
                 "pass_spread_median_pct": float(frame.pass_spread_pct.median()),
                 **_steady(frame),
+                "pass1_within_10pct": passes[0]["within_10pct"],
+                "fastest_within_10pct": fastest["within_10pct"],
+                "fastest_kendall_tau": fastest["kendall_tau"],
+                **_age_summary(passes),
                 "passes": args.passes,
                 "build_passes": build_passes,
                 "build_minutes": built / 60,
@@ -109,10 +144,12 @@ def main() -> None:
             "intercept": predictor.intercept,
             "median_pass_spread_pct": float(frame.pass_spread_pct.median()),
             "worst_axes": worst.to_dict(orient="records"),
+            "per_pass": passes,
+            "fastest_of_passes": fastest,
         }
         print(rows[-1], flush=True)
     # one results file for all targets: keep earlier runs' rows for targets not redone here
-    previous = RESULTS / f"latency_predictor_{args.scale}.json"
+    previous = args.results / f"latency_predictor_{args.scale}.json"
     if previous.exists():
         old = json.loads(previous.read_text())
         kept = [r for r in old["rows"] if r["target"] not in details]
@@ -149,6 +186,10 @@ def main() -> None:
             "steady_archs",
             "steady_within_10pct",
             "steady_kendall_tau",
+            "pass1_within_10pct",
+            "fastest_within_10pct",
+            "fastest_kendall_tau",
+            "fresh_vs_old_pct",
             "passes",
             "build_passes",
             "build_minutes",
@@ -163,15 +204,112 @@ def main() -> None:
             "to the machine's calibrated speed. flops_kendall_tau: rank correlation of "
             "FLOPs with measured latency, for comparison. pass_spread_median_pct: median over "
             "archs of (max - min) / median of an arch's passes; steady_*: the archs whose "
-            "passes agree within 10%. Scatter plots and per-arch CSV: "
-            "results/latency_predictor/<target>/."
+            "passes agree within 10%. pass1_within_10pct: the first pass alone; fastest_*: "
+            "the fastest of each arch's passes instead of the median. fresh_vs_old_pct "
+            "(with --worker-age-control): median over archs of a pass in a fresh measuring "
+            "process against the long-lived process's passes just before and after it. "
+            "Per-pass figures: results/latency_predictor/<target>/passes.csv; scatter "
+            "plots and per-arch CSV beside it."
         ),
+        results=args.results,
     )
 
 
 def _provenance(date: str, cpu: str | None = None) -> str:
     """Where a row was measured: rows of earlier runs are kept beside new ones."""
     return f"{date}, {cpu or machine_info()['cpu']}"
+
+
+def _scores(frame: Any, measured: Any) -> dict[str, float]:
+    """The predictor against one set of measured latencies of the validation archs."""
+    error = 100 * (frame.predicted_ms - measured) / measured
+    return {
+        "within_10pct": float((error.abs() <= 10).mean()),
+        "kendall_tau": float(kendall_tau(measured, frame.predicted_ms)),
+        "median_error_pct": float(error.median()),
+    }
+
+
+def _per_pass(frame: Any, passes: int, minutes: float) -> list[dict[str, Any]]:
+    """Each validation pass scored alone, and how far it lies from the first."""
+    return [
+        {
+            "pass": n,
+            "process": "long-lived",
+            "minutes": minutes * n / passes,  # end of the pass, from validation start
+            **_scores(frame, frame[f"pass{n}_ms"]),
+            "median_speed": float(frame[f"pass{n}_speed"].median()),
+            "median_vs_pass1_pct": float(
+                100 * (frame[f"pass{n}_ms"] / frame.pass1_ms - 1).median()
+            ),
+            "median_raw_vs_pass1_pct": _raw_offset(
+                frame, frame[f"pass{n}_ms"], frame[f"pass{n}_speed"]
+            ),
+        }
+        for n in range(1, passes + 1)
+    ]
+
+
+def _raw_offset(frame: Any, ms: Any, speed: Any) -> float:
+    """A pass's median offset from the first before speed normalisation (%): did the
+    reference's speed factor follow what moved the archs?"""
+    return float(100 * (ms * speed / (frame.pass1_ms * frame.pass1_speed) - 1).median())
+
+
+def _fastest(frame: Any, passes: int) -> dict[str, float]:
+    columns = [f"pass{n}_ms" for n in range(1, passes + 1)]
+    return _scores(frame, frame[columns].min(axis=1))
+
+
+def _worker_age_control(
+    meter: LatencyMeter,
+    archs: list[Any],
+    frame: Any,
+    passes: int,
+    rounds: int,
+    started: float,
+) -> list[dict[str, Any]]:
+    """``rounds`` x (a pass in a fresh measuring process, a pass in ``meter``'s), scored as
+    :func:`_per_pass`; a fresh pass also against the long-lived passes around it."""
+    rows: list[dict[str, Any]] = []
+    previous = frame[f"pass{passes}_ms"]  # the long-lived process's last pass
+    pending: dict[str, Any] | None = None  # a fresh pass waiting for the next long-lived one
+    for n in range(passes + 1, passes + 1 + 2 * rounds):
+        fresh = (n - passes) % 2 == 1
+        if fresh:
+            with LatencyMeter(meter.target) as other:
+                stats = [other.measure_arch(a, repeat=n - 1).stats for a in archs]
+        else:
+            stats = [meter.measure_arch(a, repeat=n - 1).stats for a in archs]
+        ms = pd.Series([s.median_ms for s in stats], index=frame.index)
+        row = {
+            "pass": n,
+            "process": "fresh" if fresh else "long-lived",
+            "minutes": (time.time() - started) / 60,
+            **_scores(frame, ms),
+            "median_speed": float(np.median([s.speed for s in stats])),
+            "median_vs_pass1_pct": float(100 * (ms / frame.pass1_ms - 1).median()),
+            "median_raw_vs_pass1_pct": _raw_offset(
+                frame, ms, pd.Series([s.speed for s in stats], index=frame.index)
+            ),
+        }
+        rows.append(row)
+        if fresh:
+            pending, fresh_ms = row, ms
+        elif pending is not None:  # geometric mean of the long-lived passes around it
+            around = np.sqrt(previous * ms)
+            pending["vs_long_lived_around_pct"] = float(100 * (fresh_ms / around - 1).median())
+            pending = None
+        if not fresh:
+            previous = ms
+        print(f"control pass {n} ({row['process']}): {row}", flush=True)
+    return rows
+
+
+def _age_summary(passes: list[dict[str, Any]]) -> dict[str, float]:
+    """Median over the fresh passes of their offset from the long-lived passes around."""
+    offsets = [p["vs_long_lived_around_pct"] for p in passes if "vs_long_lived_around_pct" in p]
+    return {"fresh_vs_old_pct": float(np.median(offsets))} if offsets else {}
 
 
 def _steady(frame: Any) -> dict[str, float]:

@@ -819,3 +819,39 @@ def test_contention_load_generator_burns_the_core_it_names():
         # busy in its loop, not asleep nor only faulting pages in: user time (0.3 s of its
         # 1.5: xdist workers may share the core meanwhile)
         assert usage.ru_utime > 0.3, kind
+
+
+def test_latency_predictor_scores_each_pass_and_a_fresh_process_beside_the_old(tmp_path):
+    target = tmp_path / "quick-torch.yaml"
+    HardwareTarget(target.stem, "torch", warmup=2, repeats=8, max_cv=0.5, retries=0).to_yaml(target)
+    space = REPO / "tests" / "data" / "micro_space.yaml"
+    payload = _script(
+        tmp_path,
+        "latency_predictor",
+        *("--targets", target, "--space", space, "--samples", 5, "--fit-samples", 3),
+        *("--passes", 2, "--build-passes", 1, "--worker-age-control", 1),
+    )
+    (row,) = payload["rows"]
+    out = tmp_path / "results" / "latency_predictor" / "quick-torch"
+    frame, passes = pd.read_csv(out / "validation.csv"), pd.read_csv(out / "passes.csv")
+    assert len(frame) == 5
+    # the median of the passes is what is scored; each pass is kept beside it
+    assert (frame[["pass1_ms", "pass2_ms"]].median(axis=1) - frame.measured_ms).abs().max() < 1e-9
+    assert list(passes["pass"]) == [1, 2, 3, 4]
+    assert list(passes.process) == ["long-lived", "long-lived", "fresh", "long-lived"]
+    for _, p in passes.iterrows():
+        assert 0 <= p.within_10pct <= 1 and p.minutes > 0
+    first = passes.iloc[0]
+    error = 100 * (frame.predicted_ms - frame.pass1_ms) / frame.pass1_ms
+    assert first.within_10pct == pytest.approx(float((error.abs() <= 10).mean()))
+    assert first.median_error_pct == pytest.approx(float(error.median()))
+    assert first.median_vs_pass1_pct == 0 and row["pass1_within_10pct"] == first.within_10pct
+    # before normalisation: did the speed factor follow what moved the archs?
+    raw = frame.pass2_ms * frame.pass2_speed / (frame.pass1_ms * frame.pass1_speed) - 1
+    assert passes.median_raw_vs_pass1_pct.iloc[1] == pytest.approx(100 * raw.median())
+    assert (frame.pass1_speed != 1).all()  # the quick target is normalised
+    fastest = frame[["pass1_ms", "pass2_ms"]].min(axis=1)
+    assert row["fastest_kendall_tau"] == pytest.approx(kendall_tau(fastest, frame.predicted_ms))
+    # the fresh pass against the long-lived passes just before and after it
+    assert row["fresh_vs_old_pct"] == pytest.approx(passes.vs_long_lived_around_pct.iloc[2])
+    assert passes.vs_long_lived_around_pct.isna().sum() == 3

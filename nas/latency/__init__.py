@@ -43,7 +43,13 @@ if TYPE_CHECKING:
         run_protocol,
         summarize,
     )
-    from nas.latency._validate import error_by_axis, kendall_tau, validate, write_report
+    from nas.latency._validate import (
+        error_by_axis,
+        kendall_tau,
+        validate,
+        validation_archs,
+        write_report,
+    )
 
 __getattr__, __dir__ = lazy_attributes(
     __name__,
@@ -63,7 +69,13 @@ __getattr__, __dir__ = lazy_attributes(
             "run_protocol",
             "summarize",
         ),
-        "nas.latency._validate": ("error_by_axis", "kendall_tau", "validate", "write_report"),
+        "nas.latency._validate": (
+            "error_by_axis",
+            "kendall_tau",
+            "validate",
+            "validation_archs",
+            "write_report",
+        ),
     },
 )
 
@@ -106,5 +118,6 @@ __all__ = [
     "space_blocks",
     "summarize",
     "validate",
+    "validation_archs",
     "write_report",
 ]

@@ -11,6 +11,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
+from nas.arch import ArchConfig
 from nas.latency._meter import LatencyMeter
 from nas.latency._predictor import LatencyPredictor
 from nas.models import count_flops
@@ -49,6 +50,14 @@ def summary(measured: ArrayLike, predicted: ArrayLike) -> dict[str, float]:
     }
 
 
+def validation_archs(
+    space: SearchSpace, samples: int, seed: int = VALIDATION_SEED
+) -> list[ArchConfig]:
+    """The ``samples`` random archs :func:`validate` measures (the same for a given seed)."""
+    rng = random.Random(seed)
+    return [space.sample(rng) for _ in range(samples)]
+
+
 def validate(
     predictor: LatencyPredictor,
     meter: LatencyMeter,
@@ -59,9 +68,12 @@ def validate(
     progress: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
     """Measure ``samples`` random archs end to end (median of ``passes`` measurements made
-    minutes apart, as the table was built) and compare with the predictor."""
-    rng = random.Random(seed)
-    archs = [space.sample(rng) for _ in range(samples)]
+    minutes apart, as the table was built) and compare with the predictor.
+
+    Each pass's own median and speed factor are kept beside (``pass<n>_ms``,
+    ``pass<n>_speed``): where passes disagree, which pass moved and whether the reference
+    followed it."""
+    archs = validation_archs(space, samples, seed)
     runs: list[list[Any]] = [[] for _ in archs]
     for p in range(passes):
         for i, arch in enumerate(
@@ -86,6 +98,8 @@ def validate(
                 "noisy": any(s.noisy for s in stats),
                 "predicted_ms": predictor.predict(arch),
                 "flops": count_flops(arch),
+                **{f"pass{n}_ms": s.median_ms for n, s in enumerate(stats, 1)},
+                **{f"pass{n}_speed": s.speed for n, s in enumerate(stats, 1)},
                 **arch.to_params(),
             }
         )
