@@ -233,27 +233,41 @@ def _scores(frame: Any, measured: Any) -> dict[str, float]:
 def _per_pass(frame: Any, passes: int, minutes: float) -> list[dict[str, Any]]:
     """Each validation pass scored alone, and how far it lies from the first."""
     return [
-        {
-            "pass": n,
-            "process": "long-lived",
-            "minutes": minutes * n / passes,  # end of the pass, from validation start
-            **_scores(frame, frame[f"pass{n}_ms"]),
-            "median_speed": float(frame[f"pass{n}_speed"].median()),
-            "median_vs_pass1_pct": float(
-                100 * (frame[f"pass{n}_ms"] / frame.pass1_ms - 1).median()
-            ),
-            "median_raw_vs_pass1_pct": _raw_offset(
-                frame, frame[f"pass{n}_ms"], frame[f"pass{n}_speed"]
-            ),
-        }
+        _pass_row(
+            frame,
+            n,
+            "long-lived",
+            minutes * n / passes,  # end of the pass
+            frame[f"pass{n}_ms"],
+            frame[f"pass{n}_speed"],
+        )
         for n in range(1, passes + 1)
     ]
 
 
-def _raw_offset(frame: Any, ms: Any, speed: Any) -> float:
-    """A pass's median offset from the first before speed normalisation (%): did the
-    reference's speed factor follow what moved the archs?"""
-    return float(100 * (ms * speed / (frame.pass1_ms * frame.pass1_speed) - 1).median())
+def _pass_row(
+    frame: Any, n: int, process: str, minutes: float, ms: Any, speed: Any
+) -> dict[str, Any]:
+    """Pass ``n`` (the archs' normalised medians ``ms``, speed factors ``speed``) scored
+    alone, and its median offset from the first pass (%): normalised, raw, the
+    reference's own, and the smaller and larger half of the archs (by predicted latency)
+    apart: does the reference follow what moved the archs, and alike for every size?"""
+    offset = 100 * (ms / frame.pass1_ms - 1)
+    small = frame.predicted_ms < frame.predicted_ms.median()
+    return {
+        "pass": n,
+        "process": process,
+        "minutes": minutes,  # from validation start
+        **_scores(frame, ms),
+        "median_speed": float(speed.median()),
+        "median_vs_pass1_pct": float(offset.median()),
+        "median_raw_vs_pass1_pct": float(
+            100 * (ms * speed / (frame.pass1_ms * frame.pass1_speed) - 1).median()
+        ),
+        "reference_vs_pass1_pct": float(100 * (speed / frame.pass1_speed - 1).median()),
+        "smaller_half_vs_pass1_pct": float(offset[small].median()),
+        "larger_half_vs_pass1_pct": float(offset[~small].median()),
+    }
 
 
 def _fastest(frame: Any, passes: int) -> dict[str, float]:
@@ -282,17 +296,9 @@ def _worker_age_control(
         else:
             stats = [meter.measure_arch(a, repeat=n - 1).stats for a in archs]
         ms = pd.Series([s.median_ms for s in stats], index=frame.index)
-        row = {
-            "pass": n,
-            "process": "fresh" if fresh else "long-lived",
-            "minutes": (time.time() - started) / 60,
-            **_scores(frame, ms),
-            "median_speed": float(np.median([s.speed for s in stats])),
-            "median_vs_pass1_pct": float(100 * (ms / frame.pass1_ms - 1).median()),
-            "median_raw_vs_pass1_pct": _raw_offset(
-                frame, ms, pd.Series([s.speed for s in stats], index=frame.index)
-            ),
-        }
+        speed = pd.Series([s.speed for s in stats], index=frame.index)
+        process = "fresh" if fresh else "long-lived"
+        row = _pass_row(frame, n, process, (time.time() - started) / 60, ms, speed)
         rows.append(row)
         if fresh:
             pending, fresh_ms = row, ms

@@ -850,6 +850,12 @@ def test_latency_predictor_scores_each_pass_and_a_fresh_process_beside_the_old(t
     raw = frame.pass2_ms * frame.pass2_speed / (frame.pass1_ms * frame.pass1_speed) - 1
     assert passes.median_raw_vs_pass1_pct.iloc[1] == pytest.approx(100 * raw.median())
     assert (frame.pass1_speed != 1).all()  # the quick target is normalised
+    reference = frame.pass2_speed / frame.pass1_speed - 1
+    assert passes.reference_vs_pass1_pct.iloc[1] == pytest.approx(100 * reference.median())
+    offset = 100 * (frame.pass2_ms / frame.pass1_ms - 1)
+    small = frame.predicted_ms < frame.predicted_ms.median()
+    assert passes.smaller_half_vs_pass1_pct.iloc[1] == pytest.approx(offset[small].median())
+    assert passes.larger_half_vs_pass1_pct.iloc[1] == pytest.approx(offset[~small].median())
     fastest = frame[["pass1_ms", "pass2_ms"]].min(axis=1)
     assert row["fastest_kendall_tau"] == pytest.approx(kendall_tau(fastest, frame.predicted_ms))
     # the fresh pass against the long-lived passes just before and after it
