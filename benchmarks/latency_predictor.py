@@ -237,7 +237,7 @@ def _per_pass(frame: Any, passes: int, minutes: float) -> list[dict[str, Any]]:
             frame,
             n,
             "long-lived",
-            minutes * n / passes,  # end of the pass
+            minutes * n / passes,  # end of the pass, taking the passes as equally long
             frame[f"pass{n}_ms"],
             frame[f"pass{n}_speed"],
         )
@@ -300,28 +300,32 @@ def _worker_age_control(
         process = "fresh" if fresh else "long-lived"
         row = _pass_row(frame, n, process, (time.time() - started) / 60, ms, speed)
         rows.append(row)
+        print(f"control pass {n} ({process}): {row}", flush=True)
         if fresh:
             pending, fresh_ms = row, ms
-        elif pending is not None:  # geometric mean of the long-lived passes around it
+            continue
+        if pending is not None:  # geometric mean of the long-lived passes around it
             around = np.sqrt(previous * ms)
             pending["vs_long_lived_around_pct"] = float(100 * (fresh_ms / around - 1).median())
             pending = None
-        if not fresh:
-            previous = ms
-        print(f"control pass {n} ({row['process']}): {row}", flush=True)
+        previous = ms
     return rows
 
 
-def _age_summary(passes: list[dict[str, Any]]) -> dict[str, float]:
+def _age_summary(passes: list[dict[str, Any]]) -> dict[str, float | None]:
     """Median over the fresh passes of their offset from the long-lived passes around."""
     offsets = [p["vs_long_lived_around_pct"] for p in passes if "vs_long_lived_around_pct" in p]
-    return {"fresh_vs_old_pct": float(np.median(offsets))} if offsets else {}
+    return {"fresh_vs_old_pct": float(np.median(offsets)) if offsets else None}
 
 
-def _steady(frame: Any) -> dict[str, float]:
+def _steady(frame: Any) -> dict[str, float | None]:
     steady = frame[frame.pass_spread_pct < 10.0]
-    if len(steady) < 3:
-        return {"steady_archs": len(steady)}
+    if len(steady) < 3:  # too few to score (the columns stay, empty)
+        return {
+            "steady_archs": len(steady),
+            "steady_within_10pct": None,
+            "steady_kendall_tau": None,
+        }
     return {
         "steady_archs": len(steady),
         "steady_within_10pct": float((steady.error_pct.abs() <= 10).mean()),

@@ -477,16 +477,18 @@ def test_default_space_spans_the_default_budget_on_the_default_target():
     Whether 25 ms also falls under the *largest* arch is a property of the CPU, not of the
     code: 40 ms on the machines of November 2026, 22.7-24.9 ms on the Xeons of December
     (where the search warns that the budget admits the whole space; see test_search).
-    Raw times: contention from other tests inflates both readings, never the bound on the
-    smallest, and the ratio has a wide margin (about 15x here). One attempt of 20 runs per
-    arch: the bounds are on the arch, not on the protocol (the largest arch's full protocol
-    with its retries took up to 20 s of the suite).
+    Raw times, the fastest of 20 runs: contention from other tests only slows a run, and
+    the median did not hold under it (the smallest arch read 5.8 ms against its 2.5 and
+    the ratio 5.6x, in CI on a loaded Xeon, 2026-12-08). The fastest run of the smallest
+    arch (a few ms) escapes it; the largest's can only read slower, which widens the
+    ratio. One attempt per arch: the bounds are on the arch, not on the protocol (the
+    largest arch's full protocol with its retries took up to 20 s of the suite).
     """
     space = load_space()
     raw = dataclasses.replace(load_target(), normalize=False, warmup=5, repeats=20, retries=0)
     with LatencyMeter(raw, cache=False) as meter:
-        small = meter.measure_arch(space.min_arch).median_ms
-        large = meter.measure_arch(space.max_arch).median_ms
+        small = meter.measure_arch(space.min_arch).stats.min_ms
+        large = meter.measure_arch(space.max_arch).stats.min_ms
     assert small < 12.5 and large > 6 * small, (small, large)
 
 
