@@ -39,8 +39,8 @@ from nas.latency import (
     build_lut,
     default_lut_path,
     error_by_axis,
-    kendall_tau,
     load_target,
+    prediction_scores,
     validate,
     validation_archs,
     write_report,
@@ -94,8 +94,8 @@ def main() -> None:
                 progress=False,
             )
             predictor.save(default_lut_path(target, space))
-            built = time.time() - started
             validated = time.time()
+            built = validated - started
             frame, result = validate(
                 predictor, meter, space, args.samples, passes=args.passes, progress=False
             )
@@ -222,10 +222,11 @@ def _provenance(date: str, cpu: str | None = None) -> str:
 
 def _scores(frame: Any, measured: Any) -> dict[str, float]:
     """The predictor against one set of measured latencies of the validation archs."""
+    scores = prediction_scores(measured, frame.predicted_ms)
     error = 100 * (frame.predicted_ms - measured) / measured
     return {
-        "within_10pct": float((error.abs() <= 10).mean()),
-        "kendall_tau": float(kendall_tau(measured, frame.predicted_ms)),
+        "within_10pct": scores["within_10pct"],
+        "kendall_tau": float(scores["kendall_tau"]),
         "median_error_pct": float(error.median()),
     }
 
@@ -326,10 +327,11 @@ def _steady(frame: Any) -> dict[str, float | None]:
             "steady_within_10pct": None,
             "steady_kendall_tau": None,
         }
+    scores = prediction_scores(steady.measured_ms, steady.predicted_ms)
     return {
         "steady_archs": len(steady),
-        "steady_within_10pct": float((steady.error_pct.abs() <= 10).mean()),
-        "steady_kendall_tau": float(kendall_tau(steady.measured_ms, steady.predicted_ms)),
+        "steady_within_10pct": scores["within_10pct"],
+        "steady_kendall_tau": float(scores["kendall_tau"]),
     }
 
 

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from nas.latency._validate import (
         error_by_axis,
         kendall_tau,
+        prediction_scores,
         validate,
         validation_archs,
         write_report,
@@ -72,6 +73,7 @@ __getattr__, __dir__ = lazy_attributes(
         "nas.latency._validate": (
             "error_by_axis",
             "kendall_tau",
+            "prediction_scores",
             "validate",
             "validation_archs",
             "write_report",
@@ -109,6 +111,7 @@ __all__ = [
     "memory_probe",
     "parse_latency",
     "pass_spread",
+    "prediction_scores",
     "probe_reading",
     "register_runtime",
     "run_paired_protocol",

@@ -38,7 +38,9 @@ def kendall_tau(a: ArrayLike, b: ArrayLike) -> float:
     return concordant_minus_discordant / np.sqrt(pairs_x * pairs_y)
 
 
-def summary(measured: ArrayLike, predicted: ArrayLike) -> dict[str, float]:
+def prediction_scores(measured: ArrayLike, predicted: ArrayLike) -> dict[str, float]:
+    """How close ``predicted`` lies to ``measured`` (fractions within 5% and 10%, Kendall
+    tau, mean absolute percentage error)."""
     m, p = np.asarray(measured, dtype=float), np.asarray(predicted, dtype=float)
     rel = np.abs(p - m) / m
     return {
@@ -107,7 +109,7 @@ def validate(
 
     frame = pd.DataFrame(rows)
     frame["error_pct"] = 100 * (frame.predicted_ms - frame.measured_ms) / frame.measured_ms
-    result = summary(frame.measured_ms, frame.predicted_ms)
+    result = prediction_scores(frame.measured_ms, frame.predicted_ms)
     result["flops_kendall_tau"] = kendall_tau(frame.measured_ms, frame.flops)
     return frame, result
 
