@@ -73,7 +73,7 @@ def main() -> None:
         default=0,
         metavar="ROUNDS",
         help="after validation, ROUNDS rounds of a pass in a fresh measuring process and "
-        "a pass in the long-lived one (default 0: none)",
+        "one in the long-lived process, arch by arch in turn (default 0: none)",
     )
     parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -207,7 +207,7 @@ def main() -> None:
             "passes agree within 10%. pass1_within_10pct: the first pass alone; fastest_*: "
             "the fastest of each arch's passes instead of the median. fresh_vs_old_pct "
             "(with --worker-age-control): median over archs of a pass in a fresh measuring "
-            "process against the long-lived process's passes just before and after it. "
+            "process against the long-lived process's pass read beside it, arch by arch. "
             "Per-pass figures: results/latency_predictor/<target>/passes.csv; scatter "
             "plots and per-arch CSV beside it."
         ),
@@ -284,38 +284,35 @@ def _worker_age_control(
     rounds: int,
     started: float,
 ) -> list[dict[str, Any]]:
-    """``rounds`` x (a pass in a fresh measuring process, a pass in ``meter``'s), scored as
-    :func:`_per_pass`; a fresh pass also against the long-lived passes around it."""
+    """``rounds`` x two passes side by side: one in a fresh measuring process and one in
+    ``meter``'s, arch by arch in turn (which process goes first alternates by arch), so
+    both read an arch within seconds of each other and the host's speed over minutes
+    cancels out of their ratio. Each pass scored as :func:`_per_pass`; the fresh pass
+    also against the long-lived one, arch by arch (``vs_long_lived_pct``)."""
     rows: list[dict[str, Any]] = []
-    previous = frame[f"pass{passes}_ms"]  # the long-lived process's last pass
-    pending: dict[str, Any] | None = None  # a fresh pass waiting for the next long-lived one
-    for n in range(passes + 1, passes + 1 + 2 * rounds):
-        fresh = (n - passes) % 2 == 1
-        if fresh:
-            with LatencyMeter(meter.target) as other:
-                stats = [other.measure_arch(a, repeat=n - 1).stats for a in archs]
-        else:
-            stats = [meter.measure_arch(a, repeat=n - 1).stats for a in archs]
-        ms = pd.Series([s.median_ms for s in stats], index=frame.index)
-        speed = pd.Series([s.speed for s in stats], index=frame.index)
-        process = "fresh" if fresh else "long-lived"
-        row = _pass_row(frame, n, process, (time.time() - started) / 60, ms, speed)
-        rows.append(row)
-        print(f"control pass {n} ({process}): {row}", flush=True)
-        if fresh:
-            pending, fresh_ms = row, ms
-            continue
-        if pending is not None:  # geometric mean of the long-lived passes around it
-            around = np.sqrt(previous * ms)
-            pending["vs_long_lived_around_pct"] = float(100 * (fresh_ms / around - 1).median())
-            pending = None
-        previous = ms
+    for r in range(rounds):
+        numbers = {"fresh": passes + 2 * r + 1, "long-lived": passes + 2 * r + 2}
+        stats: dict[str, list[Any]] = {"fresh": [], "long-lived": []}
+        with LatencyMeter(meter.target) as other:
+            meters = {"fresh": other, "long-lived": meter}
+            for i, arch in enumerate(archs):
+                for process in ("fresh", "long-lived") if i % 2 == 0 else ("long-lived", "fresh"):
+                    m = meters[process].measure_arch(arch, repeat=numbers[process] - 1)
+                    stats[process].append(m.stats)
+        minutes = (time.time() - started) / 60
+        ms = {}
+        for process, n in numbers.items():
+            ms[process] = pd.Series([s.median_ms for s in stats[process]], index=frame.index)
+            speed = pd.Series([s.speed for s in stats[process]], index=frame.index)
+            rows.append(_pass_row(frame, n, process, minutes, ms[process], speed))
+        rows[-2]["vs_long_lived_pct"] = float(100 * (ms["fresh"] / ms["long-lived"] - 1).median())
+        print(f"control round {r + 1}: {rows[-2:]}", flush=True)
     return rows
 
 
 def _age_summary(passes: list[dict[str, Any]]) -> dict[str, float | None]:
-    """Median over the fresh passes of their offset from the long-lived passes around."""
-    offsets = [p["vs_long_lived_around_pct"] for p in passes if "vs_long_lived_around_pct" in p]
+    """Median over the fresh passes of their offset from the long-lived pass beside."""
+    offsets = [p["vs_long_lived_pct"] for p in passes if "vs_long_lived_pct" in p]
     return {"fresh_vs_old_pct": float(np.median(offsets)) if offsets else None}
 
 
