@@ -105,6 +105,9 @@ def main() -> None:
                 passes += _worker_age_control(
                     meter, archs, frame, args.passes, args.worker_age_control, validated
                 )
+            by_size = _elasticity_by_size(
+                meter, validation_archs(space, args.samples), frame, len(passes)
+            )
         out = args.results / "latency_predictor" / name
         write_report(frame, result, out, f"{name} · {space.name}")
         pd.DataFrame(passes).to_csv(out / "passes.csv", index=False)
@@ -129,6 +132,8 @@ def main() -> None:
                 "fastest_within_10pct": fastest["within_10pct"],
                 "fastest_kendall_tau": fastest["kendall_tau"],
                 **_age_summary(passes),
+                "elasticity_smallest_fifth": by_size[0]["elasticity"],
+                "elasticity_largest_fifth": by_size[-1]["elasticity"],
                 "passes": args.passes,
                 "build_passes": build_passes,
                 "build_minutes": built / 60,
@@ -146,6 +151,7 @@ def main() -> None:
             "worst_axes": worst.to_dict(orient="records"),
             "per_pass": passes,
             "fastest_of_passes": fastest,
+            "elasticity_by_size": by_size,
         }
         print(rows[-1], flush=True)
     # one results file for all targets: keep earlier runs' rows for targets not redone here
@@ -190,6 +196,8 @@ def main() -> None:
             "fastest_within_10pct",
             "fastest_kendall_tau",
             "fresh_vs_old_pct",
+            "elasticity_smallest_fifth",
+            "elasticity_largest_fifth",
             "passes",
             "build_passes",
             "build_minutes",
@@ -208,6 +216,10 @@ def main() -> None:
             "the fastest of each arch's passes instead of the median. fresh_vs_old_pct "
             "(with --worker-age-control): median over archs of a pass in a fresh measuring "
             "process against the long-lived process's pass read beside it, arch by arch. "
+            "elasticity_*_fifth: over every pass (control passes included), the slope of "
+            "an arch's log raw time on its log speed factor (the reference's), median over "
+            "the smallest / largest fifth of the archs by predicted latency (1: the "
+            "reference moves as the arch; details: elasticity_by_size). "
             "Per-pass figures: results/latency_predictor/<target>/passes.csv; scatter "
             "plots and per-arch CSV beside it."
         ),
@@ -314,6 +326,38 @@ def _age_summary(passes: list[dict[str, Any]]) -> dict[str, float | None]:
     """Median over the fresh passes of their offset from the long-lived pass beside."""
     offsets = [p["vs_long_lived_pct"] for p in passes if "vs_long_lived_pct" in p]
     return {"fresh_vs_old_pct": float(np.median(offsets)) if offsets else None}
+
+
+def _elasticity_by_size(
+    meter: LatencyMeter, archs: list[Any], frame: Any, passes: int
+) -> list[dict[str, Any]]:
+    """Does the speed reference move as the arch does? Per fifth of the archs by predicted
+    latency, the median over its archs of the slope of log raw time on log speed factor
+    over every pass (read back from the cache), and the spread (standard deviation of the
+    log, %) of their raw and normalised times."""
+    raw, speed = [], []
+    for arch in archs:
+        stats = [meter.measure_arch(arch, repeat=n).stats for n in range(passes)]
+        raw.append([s.median_ms * s.speed for s in stats])
+        speed.append([s.speed for s in stats])
+    x = np.log(speed) - np.log(speed).mean(axis=1, keepdims=True)
+    y = np.log(raw) - np.log(raw).mean(axis=1, keepdims=True)
+    moved = (x * x).sum(axis=1)  # 0 where the factor never moved (not normalised)
+    slope = np.where(moved > 0, (x * y).sum(axis=1) / np.where(moved > 0, moved, 1), np.nan)
+    fifth = pd.qcut(frame.predicted_ms.rank(method="first"), 5, labels=False).to_numpy()
+    return [
+        {
+            "fifth": q + 1,
+            "predicted_ms_min": float(frame.predicted_ms[fifth == q].min()),
+            "predicted_ms_max": float(frame.predicted_ms[fifth == q].max()),
+            "elasticity": (
+                float(np.nanmedian(slope[fifth == q])) if moved[fifth == q].any() else None
+            ),
+            "raw_spread_pct": float(100 * np.median(y[fifth == q].std(axis=1))),
+            "normalised_spread_pct": float(100 * np.median((y - x)[fifth == q].std(axis=1))),
+        }
+        for q in range(5)
+    ]
 
 
 def _steady(frame: Any) -> dict[str, float | None]:

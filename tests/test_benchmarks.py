@@ -32,6 +32,7 @@ from nas.latency import (
     kendall_tau,
     load_target,
     pass_spread,
+    space_blocks,
     validation_archs,
 )
 from nas.space import load_space
@@ -601,6 +602,61 @@ def test_latency_drift_reads_every_protocol_out_of_the_same_samples(tmp_path):
     assert len(fresh) == 1 and fresh[0]["fresh_over_raw"] > 0
 
 
+def test_latency_reference_reads_each_reference_out_of_the_same_samples(tmp_path):
+    payload = _script(tmp_path, "latency_reference", "--targets", "cpu-torch-1t")
+    records, rows = payload["records"], payload["rows"]
+    assert len(records) == 2 and len(rows) == 3  # 3 archs, 1 target
+    refs = ("x0_5", "x1_0", "x1_5", "x2_0")
+    for row, key in zip(rows, records[0]["subjects"], strict=True):
+        series = {k: np.array([r["subjects"][key][k] for r in records]) for k in ("subject", *refs)}
+        raw = series["subject"]
+        assert row["raw_pct"] == pytest.approx(100 * np.std(np.log(raw)), abs=0.01)
+        # today's normalisation: over the x0.5 reference's factor in the same sample
+        today = raw / (series["x0_5"] / np.median(series["x0_5"]))
+        assert row["over_x0_5_pct"] == pytest.approx(100 * np.std(np.log(today)), abs=0.01)
+        x, y = np.log(series["x2_0"]), np.log(raw)
+        slope = np.polyfit(x, y, 1)[0] if np.ptp(x) > 0 else None
+        assert row["elasticity_x2_0"] == pytest.approx(slope, abs=1e-3)
+    # the references' typical times rise along the ladder
+    times = payload["reference_ms"]["cpu-torch-1t"]
+    assert times["x0_5"] < times["x1_0"] < times["x2_0"]
+    # the lookup table's blocks as subjects: smallest and largest by parameters, one between
+    blocks = _script(
+        tmp_path, "latency_reference", "--targets", "cpu-torch-1t", "--subjects", "blocks",
+        "--name", "block_reference", result="block_reference",
+    )  # fmt: skip
+    keys = [r["block"] for r in blocks["rows"]]
+    by_params = sorted(
+        space_blocks(load_space("shufflenetv2_cifar")), key=lambda b: (b.params, b.key)
+    )
+    assert len(keys) == 3 and keys[0] == by_params[0].key and keys[-1] == by_params[-1].key
+    assert all(r["mflops"] is None and r["ms"] > 0 for r in blocks["rows"])
+
+
+def test_latency_reference_interpolates_the_factor_between_the_references_around():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import latency_reference as lr
+    finally:
+        sys.path.remove(str(BENCH))
+    typical = {"x0_5": 2.0, "x1_0": 3.0, "x1_5": 4.5, "x2_0": 8.0}
+    factor = {"x0_5": np.array([1.0, 1.2]), "x1_0": np.array([1.0, 1.1]),
+              "x1_5": np.array([1.0, 1.05]), "x2_0": np.array([1.0, 0.9])}  # fmt: skip
+    ladder = list(typical)
+    # at a reference's own time: its factor; beyond the ends: the end's
+    assert lr._between(factor, typical, ladder, np.log(3.0))[1] == pytest.approx(1.1)
+    assert lr._between(factor, typical, ladder, np.log(1.0))[1] == pytest.approx(1.2)
+    assert lr._between(factor, typical, ladder, np.log(20.0))[1] == pytest.approx(0.9)
+    # halfway in log time between x1.5 and x2.0: the geometric mean of their factors
+    mid = np.log(np.sqrt(4.5 * 8.0))
+    assert lr._between(factor, typical, ladder, mid)[1] == pytest.approx(np.sqrt(1.05 * 0.9))
+    # the same subject time read between the ladder's ends only
+    ends = ["x0_5", "x2_0"]
+    w = (np.log(4.0) - np.log(2.0)) / (np.log(8.0) - np.log(2.0))
+    expected = 1.2 ** (1 - w) * 0.9**w
+    assert lr._between(factor, typical, ends, np.log(4.0))[1] == pytest.approx(expected)
+
+
 @pytest.mark.slow
 def test_prune_goal_compares_the_allocations_side_by_side(tmp_path, trained):
     target = tmp_path / "quick-ort.yaml"
@@ -878,4 +934,10 @@ def test_latency_predictor_scores_each_pass_and_a_fresh_process_beside_the_old(t
     ratio = [f.stats.median_ms / o.stats.median_ms - 1 for f, o in pairs]
     assert row["fresh_vs_old_pct"] == pytest.approx(100 * float(np.median(ratio)))
     assert passes.vs_long_lived_pct.iloc[2] == row["fresh_vs_old_pct"]
+    # how the smallest arch's raw time followed the speed factor over all 4 passes
+    smallest = validation_archs(load_space(space), 5)[int(frame.predicted_ms.argmin())]
+    with LatencyMeter(load_target(target)) as meter:
+        stats = [meter.measure_arch(smallest, repeat=n).stats for n in range(4)]
+    x, y = np.log([s.speed for s in stats]), np.log([s.median_ms * s.speed for s in stats])
+    assert row["elasticity_smallest_fifth"] == pytest.approx(np.polyfit(x, y, 1)[0])
     assert passes.vs_long_lived_pct.isna().sum() == 3
