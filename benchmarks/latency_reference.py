@@ -53,7 +53,7 @@ from latency_repeat import spread_archs
 from torch import nn
 
 from nas.arch import preset
-from nas.latency import RUNTIMES, load_target, space_blocks
+from nas.latency import RUNTIMES, load_target, space_blocks, warm_block
 from nas.models import ShuffleNetV2, count_flops
 from nas.space import SearchSpace, load_space
 
@@ -63,17 +63,6 @@ SETTINGS = {  # minutes, seconds between sample starts, archs, rounds of blocks,
 }
 TARGETS = ("cpu-torch-1t", "cpu-ort-1t")
 REFERENCES = ("x0_5", "x1_0", "x1_5", "x2_0")
-WARM_RUNS, WARM_S = 16, 0.02  # untimed runs that begin a block (as the paired protocol)
-
-
-def _block(run: Callable[[], float], runs: int) -> list[float]:
-    """Untimed runs until WARM_RUNS or WARM_S, then ``runs`` timed ones (ms)."""
-    spent = 0.0
-    for _ in range(WARM_RUNS):
-        spent += run()
-        if spent >= WARM_S:
-            break
-    return [run() * 1e3 for _ in range(runs)]
 
 
 def sample(
@@ -85,9 +74,9 @@ def sample(
     """Median ms of the subject and of each reference, timed in blocks in rotation."""
     times: dict[str, list[float]] = {"subject": [], **{name: [] for name in references}}
     for _ in range(rounds):
-        times["subject"] += _block(subject, runs)
+        times["subject"] += warm_block(subject, runs)
         for name, run in references.items():
-            times[name] += _block(run, runs)
+            times[name] += warm_block(run, runs)
     return {name: float(np.median(values)) for name, values in times.items()}
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         run_paired_protocol,
         run_protocol,
         summarize,
+        warm_block,
     )
     from nas.latency._validate import (
         error_by_axis,
@@ -69,6 +70,7 @@ __getattr__, __dir__ = lazy_attributes(
             "run_paired_protocol",
             "run_protocol",
             "summarize",
+            "warm_block",
         ),
         "nas.latency._validate": (
             "error_by_axis",
@@ -122,5 +124,6 @@ __all__ = [
     "summarize",
     "validate",
     "validation_archs",
+    "warm_block",
     "write_report",
 ]

@@ -207,10 +207,10 @@ def run_paired_protocol(
         while True:  # reference blocks first and last, each after a probe reading
             if guard is not None:
                 probes.append(probe_reading(guard.probe))
-            reference += _warm_block(time_reference, block)
+            reference += warm_block(time_reference, block)
             if len(subject) >= repeats:
                 break
-            subject += _warm_block(time_once, min(block, repeats - len(subject)))
+            subject += warm_block(time_once, min(block, repeats - len(subject)))
         stats = summarize(subject)
         probe_ms = float(np.median(probes)) if probes else None
         over = limit is not None and probe_ms is not None and probe_ms > limit
@@ -233,8 +233,10 @@ def run_paired_protocol(
     return dataclasses.replace(stats, noisy=noisy, attempts=attempts), reference_ms
 
 
-def _warm_block(time_once: Callable[[], float], count: int) -> list[float]:
-    """Untimed runs until the model is back to its own speed, then ``count`` timed (ms)."""
+def warm_block(time_once: Callable[[], float], count: int) -> list[float]:
+    """One block of the paired protocol: untimed runs until the model is back to its own
+    speed (``PAIRED_WARM_RUNS``, or fewer where they took ``PAIRED_WARM_S``), then
+    ``count`` timed runs (ms)."""
     spent = 0.0
     for _ in range(PAIRED_WARM_RUNS):
         spent += time_once()
