@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np
 import pandas as pd
 from _common import RESULTS, write_results
+from latency_reference import elasticity, spread_pct
 
 from nas.env import machine_info
 from nas.latency import (
@@ -100,14 +101,12 @@ def main() -> None:
                 predictor, meter, space, args.samples, passes=args.passes, progress=False
             )
             passes = _per_pass(frame, args.passes, (time.time() - validated) / 60)
+            archs = validation_archs(space, args.samples)  # the rows of frame, in order
             if args.worker_age_control:
-                archs = validation_archs(space, args.samples)
                 passes += _worker_age_control(
                     meter, archs, frame, args.passes, args.worker_age_control, validated
                 )
-            by_size = _elasticity_by_size(
-                meter, validation_archs(space, args.samples), frame, len(passes)
-            )
+            by_size = _elasticity_by_size(meter, archs, frame, len(passes))
         out = args.results / "latency_predictor" / name
         write_report(frame, result, out, f"{name} · {space.name}")
         pd.DataFrame(passes).to_csv(out / "passes.csv", index=False)
@@ -335,29 +334,34 @@ def _elasticity_by_size(
     latency, the median over its archs of the slope of log raw time on log speed factor
     over every pass (read back from the cache), and the spread (standard deviation of the
     log, %) of their raw and normalised times."""
-    raw, speed = [], []
+    per_arch = []
     for arch in archs:
         stats = [meter.measure_arch(arch, repeat=n).stats for n in range(passes)]
-        raw.append([s.median_ms * s.speed for s in stats])
-        speed.append([s.speed for s in stats])
-    x = np.log(speed) - np.log(speed).mean(axis=1, keepdims=True)
-    y = np.log(raw) - np.log(raw).mean(axis=1, keepdims=True)
-    moved = (x * x).sum(axis=1)  # 0 where the factor never moved (not normalised)
-    slope = np.where(moved > 0, (x * y).sum(axis=1) / np.where(moved > 0, moved, 1), np.nan)
-    fifth = pd.qcut(frame.predicted_ms.rank(method="first"), 5, labels=False).to_numpy()
-    return [
-        {
-            "fifth": q + 1,
-            "predicted_ms_min": float(frame.predicted_ms[fifth == q].min()),
-            "predicted_ms_max": float(frame.predicted_ms[fifth == q].max()),
-            "elasticity": (
-                float(np.nanmedian(slope[fifth == q])) if moved[fifth == q].any() else None
-            ),
-            "raw_spread_pct": float(100 * np.median(y[fifth == q].std(axis=1))),
-            "normalised_spread_pct": float(100 * np.median((y - x)[fifth == q].std(axis=1))),
-        }
-        for q in range(5)
-    ]
+        speed = np.array([s.speed for s in stats])
+        normalised = np.array([s.median_ms for s in stats])
+        raw = normalised * speed
+        per_arch.append(
+            {
+                "elasticity": elasticity(raw, speed),  # None where the factor never moved
+                "raw_spread_pct": spread_pct(raw),
+                "normalised_spread_pct": spread_pct(normalised),
+            }
+        )
+    table = pd.DataFrame(per_arch, index=frame.index, dtype=float)  # None: NaN
+    fifth = pd.qcut(frame.predicted_ms.rank(method="first"), 5, labels=False)
+    rows: list[dict[str, Any]] = []
+    for q, group in table.groupby(fifth):
+        medians = group.median()  # over the archs with a value
+        predicted = frame.predicted_ms[fifth == q]
+        rows.append(
+            {
+                "fifth": int(q) + 1,
+                "predicted_ms_min": float(predicted.min()),
+                "predicted_ms_max": float(predicted.max()),
+                **{str(k): None if pd.isna(v) else float(v) for k, v in medians.items()},
+            }
+        )
+    return rows
 
 
 def _steady(frame: Any) -> dict[str, float | None]:

@@ -922,22 +922,17 @@ def test_latency_predictor_scores_each_pass_and_a_fresh_process_beside_the_old(t
     assert passes.larger_half_vs_pass1_pct.iloc[1] == pytest.approx(offset[~small].median())
     fastest = frame[["pass1_ms", "pass2_ms"]].min(axis=1)
     assert row["fastest_kendall_tau"] == pytest.approx(kendall_tau(fastest, frame.predicted_ms))
-    # the fresh pass against the long-lived pass read beside it, arch by arch: both are
-    # in the cache as repeats 2 and 3 of each validation arch
+    # every pass of every validation arch is in the cache (repeats 0-3)
+    archs = validation_archs(load_space(space), 5)
     with LatencyMeter(load_target(target)) as meter:
-        read = {
-            n: [meter.measure_arch(a, repeat=n) for a in validation_archs(load_space(space), 5)]
-            for n in (2, 3)
-        }
-    assert all(m.cached for ms in read.values() for m in ms)
-    pairs = zip(read[2], read[3], strict=True)
-    ratio = [f.stats.median_ms / o.stats.median_ms - 1 for f, o in pairs]
+        read = [[meter.measure_arch(a, repeat=n) for n in range(4)] for a in archs]
+    assert all(m.cached for ms in read for m in ms)
+    # the fresh pass (repeat 2) against the long-lived pass read beside it (3), arch by arch
+    ratio = [ms[2].stats.median_ms / ms[3].stats.median_ms - 1 for ms in read]
     assert row["fresh_vs_old_pct"] == pytest.approx(100 * float(np.median(ratio)))
     assert passes.vs_long_lived_pct.iloc[2] == row["fresh_vs_old_pct"]
+    assert passes.vs_long_lived_pct.isna().sum() == 3
     # how the smallest arch's raw time followed the speed factor over all 4 passes
-    smallest = validation_archs(load_space(space), 5)[int(frame.predicted_ms.argmin())]
-    with LatencyMeter(load_target(target)) as meter:
-        stats = [meter.measure_arch(smallest, repeat=n).stats for n in range(4)]
+    stats = [m.stats for m in read[int(frame.predicted_ms.argmin())]]
     x, y = np.log([s.speed for s in stats]), np.log([s.median_ms * s.speed for s in stats])
     assert row["elasticity_smallest_fifth"] == pytest.approx(np.polyfit(x, y, 1)[0])
-    assert passes.vs_long_lived_pct.isna().sum() == 3

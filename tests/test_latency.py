@@ -26,6 +26,7 @@ from nas.latency import (
     kendall_tau,
     load_target,
     parse_latency,
+    prediction_scores,
     run_protocol,
     shipped_targets,
     space_blocks,
@@ -33,7 +34,6 @@ from nas.latency import (
 )
 from nas.latency._predictor import fit_overhead
 from nas.latency._stats import MAX_CONTENTION, MAX_CONTENTION_FLAG
-from nas.latency._validate import prediction_scores
 from nas.onnx import export_onnx, max_abs_difference
 
 from .conftest import REPO, TINY_SPACE
